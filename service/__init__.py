@@ -1,0 +1,3 @@
+"""Footnote: cited answers over your documents."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,42 @@
+"""Application factory: the engine is loaded in the lifespan, never at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..engine import Engine, build_engine
+from ..settings import Settings, get_settings
+from .errors import install_error_handlers
+from .routes import router
+
+log = logging.getLogger(__name__)
+
+
+def create_app(engine: Engine | None = None, settings: Settings | None = None, sync: bool = False) -> FastAPI:
+    """An app over ``engine``, or over one built from ``settings`` at startup. With ``sync``,
+    startup first brings the index in line with the corpus (build if missing or stale)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        current = engine or build_engine(settings or get_settings())
+        if sync:
+            current.sync()
+        current.index  # noqa: B018 - load now, so the first request does not pay for it
+        app.state.engine = current
+        log.info("serving %s", current.health().model_dump())
+        yield
+
+    app = FastAPI(
+        title="Footnote",
+        version=__version__,
+        description="Cited answers over your documents: every claim traceable to an exact quote.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

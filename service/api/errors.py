@@ -1,0 +1,50 @@
+"""Domain errors and validation failures become JSON with a message that names the problem."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from ..errors import DocumentNotFound, FootnoteError, IndexStateError, InvalidRequest
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[FootnoteError], int]] = [
+    (InvalidRequest, 422),
+    (DocumentNotFound, 404),
+    (IndexStateError, 503),
+]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
+    return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        # Keep FastAPI's list (clients parse it) but lead with one readable sentence.
+        return JSONResponse(
+            status_code=422,
+            content={
+                "message": "; ".join(_describe(e) for e in errors),
+                "detail": [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in errors],
+            },
+        )
+
+    @app.exception_handler(FootnoteError)
+    async def footnote_error(request: Request, exc: FootnoteError) -> JSONResponse:
+        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+        if status >= 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        return JSONResponse(status_code=status, content={"detail": str(exc)})

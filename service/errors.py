@@ -1,0 +1,45 @@
+"""Domain errors. The faces (HTTP, CLI) turn these into responses; nothing below them does.
+
+FootnoteError
+ +-- InvalidRequest        the caller asked for something malformed (422)
+ +-- DocumentNotFound      no indexed document has that source name (404)
+ +-- CorpusError           documents could not be read or named (422 / CLI error)
+ +-- IndexStateError       the index on disk is missing, locked, damaged or built differently
+      +-- IndexMissing     nothing built yet
+      +-- IndexMismatch    built with other settings (model, chunker, format)
+      +-- IndexCorrupt     files do not match the manifest's checksums
+"""
+
+from __future__ import annotations
+
+
+class FootnoteError(Exception):
+    """Base of every error Footnote raises on purpose; the message is safe to show a user."""
+
+
+class InvalidRequest(FootnoteError):
+    pass
+
+
+class DocumentNotFound(FootnoteError):
+    pass
+
+
+class CorpusError(FootnoteError):
+    pass
+
+
+class IndexStateError(FootnoteError):
+    pass
+
+
+class IndexMissing(IndexStateError):
+    pass
+
+
+class IndexMismatch(IndexStateError):
+    pass
+
+
+class IndexCorrupt(IndexStateError):
+    pass

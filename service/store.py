@@ -1,0 +1,233 @@
+"""The index on disk: a FAISS file, a JSON chunk table and ``manifest.json`` (see index/README.md).
+
+Saving writes the data files under content-hashed names, then swaps ``manifest.json`` in with
+an atomic rename; the manifest is the commit point, so a crash at any moment leaves either the
+previous index or the new one, never a mix. Loading verifies every checksum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from .chunking import Chunk
+from .documents import Document
+from .errors import IndexCorrupt, IndexMismatch, IndexMissing, IndexStateError
+
+FORMAT = "footnote-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """What an index was built with; an index is usable only with the same config."""
+
+    model: str
+    dimension: int
+    chunker: dict[str, int]
+
+
+@dataclass
+class IndexSnapshot:
+    """One complete, immutable-by-convention state of the index: row i of ``vectors`` embeds
+    ``chunks[i]``."""
+
+    config: IndexConfig
+    documents: dict[str, Document]
+    chunks: list[Chunk]
+    vectors: faiss.Index
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+    def chunk_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.documents, 0)
+        for chunk in self.chunks:
+            counts[chunk.source] += 1
+        return counts
+
+    def vectors_of(self, source: str) -> tuple[list[Chunk], np.ndarray]:
+        rows = [i for i, c in enumerate(self.chunks) if c.source == source]
+        if not rows:
+            return [], np.zeros((0, self.config.dimension), dtype=np.float32)
+        matrix = np.vstack([self.vectors.reconstruct(i) for i in rows]).astype(np.float32)
+        return [self.chunks[i] for i in rows], matrix
+
+
+def new_vector_index(vectors: np.ndarray, dimension: int) -> faiss.Index:
+    # Exact inner product over unit vectors = cosine similarity.
+    index = faiss.IndexFlatIP(dimension)
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same directory, fsync it, rename over ``path``, fsync the dir."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _document_record(doc: Document) -> dict[str, Any]:
+    return {
+        "source": doc.source, "sha256": doc.sha256, "title": doc.title, "date": doc.date,
+        "body_start": doc.body_start, "metadata": doc.metadata, "text": doc.text,
+    }
+
+
+class IndexStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / MANIFEST
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """One writer at a time across processes; a second writer fails at once, clearly."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / LOCK, "a+b") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise IndexStateError(
+                    f"{self.directory} is being written by another process; try again when it finishes"
+                ) from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def read_manifest(self) -> dict[str, Any]:
+        if not self.exists():
+            raise IndexMissing(f"no index in {self.directory}: run `footnote index` to build it")
+        try:
+            manifest = json.loads(self.manifest_path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexCorrupt(f"{self.manifest_path} is unreadable: rebuild with `footnote index --rebuild`") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise IndexCorrupt(f"{self.manifest_path} is not a Footnote manifest")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatch(
+                f"index format {manifest.get('format_version')} in {self.directory}, this version "
+                f"reads {FORMAT_VERSION}: rebuild with `footnote index --rebuild`"
+            )
+        return manifest
+
+    def _read_file(self, manifest: dict[str, Any], key: str) -> bytes:
+        try:
+            entry = manifest["files"][key]
+            path = self.directory / Path(entry["name"]).name
+            data = path.read_bytes()
+        except (KeyError, TypeError, OSError) as exc:
+            raise IndexCorrupt(f"index file for {key!r} is missing in {self.directory}") from exc
+        if _sha256(data) != entry.get("sha256"):
+            raise IndexCorrupt(f"{path.name} does not match its checksum in the manifest")
+        return data
+
+    def load(self) -> IndexSnapshot:
+        manifest = self.read_manifest()
+        table = json.loads(self._read_file(manifest, "chunks"))
+        vectors = faiss.deserialize_index(np.frombuffer(self._read_file(manifest, "vectors"), dtype=np.uint8))
+        try:
+            config = IndexConfig(**manifest["config"])
+            documents = {
+                d["source"]: Document(
+                    d["source"], d["text"], d["title"], d["date"], d["body_start"], d["metadata"]
+                )
+                for d in table["documents"]
+            }
+            chunks = [
+                Chunk(c["id"], c["source"], c["start"], c["end"], documents[c["source"]].text[c["start"] : c["end"]])
+                for c in table["chunks"]
+            ]
+        except (KeyError, TypeError) as exc:
+            raise IndexCorrupt(f"chunk table in {self.directory} is malformed") from exc
+        if vectors.ntotal != len(chunks) or vectors.d != config.dimension:
+            raise IndexCorrupt(
+                f"index in {self.directory} holds {vectors.ntotal} vectors for {len(chunks)} chunks"
+            )
+        for source, doc in documents.items():
+            if manifest["documents"].get(source, {}).get("sha256") != doc.sha256:
+                raise IndexCorrupt(f"document {source!r} does not match its checksum in the manifest")
+        return IndexSnapshot(config, documents, chunks, vectors, manifest.get("created_at", ""))
+
+    def save(self, snapshot: IndexSnapshot) -> None:
+        """Atomically replace the index with ``snapshot``. Call under ``writer_lock``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        table = json.dumps(
+            {
+                "documents": [_document_record(d) for d in snapshot.documents.values()],
+                "chunks": [
+                    {"id": c.chunk_id, "source": c.source, "start": c.start, "end": c.end}
+                    for c in snapshot.chunks
+                ],
+            },
+            ensure_ascii=False,
+        ).encode("utf-8")
+        vectors = faiss.serialize_index(snapshot.vectors).tobytes()
+        files = {}
+        for key, data, suffix in (("chunks", table, "json"), ("vectors", vectors, "faiss")):
+            digest = _sha256(data)
+            name = f"{key}-{digest[:16]}.{suffix}"
+            _write_atomic(self.directory / name, data)
+            files[key] = {"name": name, "sha256": digest, "bytes": len(data)}
+        counts = snapshot.chunk_counts()
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_at": snapshot.created_at,
+            "config": {
+                "model": snapshot.config.model,
+                "dimension": snapshot.config.dimension,
+                "chunker": snapshot.config.chunker,
+            },
+            "documents": {
+                s: {"sha256": d.sha256, "chunks": counts[s]} for s, d in snapshot.documents.items()
+            },
+            "counts": {"documents": len(snapshot.documents), "chunks": len(snapshot.chunks)},
+            "files": files,
+        }
+        _write_atomic(self.manifest_path, json.dumps(manifest, indent=2).encode("utf-8"))
+        self._remove_unreferenced({f["name"] for f in files.values()})
+
+    def _remove_unreferenced(self, keep: set[str]) -> None:
+        for path in self.directory.iterdir():
+            if path.name in keep or not path.is_file():
+                continue
+            if path.name.startswith(("chunks-", "vectors-", f".{MANIFEST}.", ".chunks-", ".vectors-")):
+                path.unlink(missing_ok=True)

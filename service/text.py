@@ -1,0 +1,61 @@
+"""Word-level text analysis shared by keyword search and answer selection."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
+
+STOPWORDS = frozenset(STOPWORDS_EN) | frozenset(
+    "what which who whom whose when where why how does did do is are was were be been say said "
+    "according".split()
+)
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+# Periods inside acronyms (U.N. -> UN) and possessive 's are not word material.
+_ACRONYM_DOTS = re.compile(r"\b((?:[A-Za-z]\.){2,})")
+_POSSESSIVE = re.compile(r"'s\b", re.I)
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def normalize(text: str) -> str:
+    text = text.translate(_APOSTROPHES)
+    text = _ACRONYM_DOTS.sub(lambda m: m.group(1).replace(".", ""), text)
+    return _POSSESSIVE.sub("", text)
+
+
+class Analyzer:
+    """Lowercased, stop-word-free, Snowball-stemmed terms (PyStemmer, as bm25s uses)."""
+
+    @cached_property
+    def stemmer(self) -> Stemmer.Stemmer:
+        return Stemmer.Stemmer("english")
+
+    def words(self, text: str) -> list[str]:
+        return [w.lower() for w in _WORD.findall(normalize(text))]
+
+    def terms(self, text: str) -> list[str]:
+        words = [w for w in self.words(text) if w not in STOPWORDS]
+        return self.stemmer.stemWords(words)
+
+    def names(self, question: str) -> list[str]:
+        """Capitalized words and acronyms of a question that are not question words, lowercased:
+        the things a question is about, which an answering document must mention."""
+        found = []
+        for i, word in enumerate(_WORD.findall(normalize(question))):
+            # A question's first word is capitalized anyway; count it only if it is an acronym.
+            if i == 0 and not (word.isupper() and len(word) > 1):
+                continue
+            if word[0].isupper() and word.lower() not in STOPWORDS:
+                found.append(word.lower())
+        return found
+
+
+def related(a: str, b: str) -> bool:
+    """Whether two stems are forms of one word (korea/korean, militari/militarili): equal, one a
+    prefix of the other (4+ letters), or sharing their first 6 letters."""
+    if a == b:
+        return True
+    short, long_ = sorted((a, b), key=len)
+    return (len(short) >= 4 and long_.startswith(short)) or (len(short) >= 6 and a[:6] == b[:6])

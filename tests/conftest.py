@@ -1,0 +1,59 @@
+"""Shared fixtures: one real index (real MiniLM, real FAISS on disk) built once per session in a
+temp dir from the project's own corpus/ copy of the seed articles."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import create_app
+from service.engine import Engine, build_engine
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+SHARED = ROOT.parent / "shared"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("corpus")
+    for path in CORPUS.glob("*.txt"):
+        shutil.copy(path, target / path.name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def settings(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(corpus_dir=corpus_dir, index_dir=tmp_path_factory.mktemp("index"))
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Engine:
+    engine = build_engine(settings)
+    engine.sync()
+    return engine
+
+
+@pytest.fixture(scope="session")
+def client(engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(engine=engine)) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def embedder(engine: Engine):  # noqa: ANN201 - the engine's (already loaded) embedder
+    return engine.embedder
+
+
+def shared(path: str) -> Path:
+    """A file under ../shared, or a skip saying why it is absent (it is not on users' machines)."""
+    target = SHARED / path
+    if not target.exists():
+        pytest.skip(f"{target} not present (../shared exists only in the dev/CI workspace)")
+    return target
