@@ -159,7 +159,8 @@ class ExtractiveAnswerer:
         def mentions_all(source: str) -> bool:
             if source not in words:
                 words[source] = set(self.analyzer.words(docs[source].text))
-            return all(n in words[source] for n in names)
+            vocabulary = words[source]
+            return all(n in vocabulary or any(related(n, w) for w in vocabulary) for n in names)
 
         ranked = [
             c for c in self.candidates(index, question, query, hits)

@@ -1,0 +1,140 @@
+"""The installed `footnote` console script, run as a user runs it (subprocesses, real HTTP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from .conftest import DATA
+
+pytestmark = pytest.mark.slow
+
+FOOTNOTE = str(Path(sys.executable).with_name("footnote"))
+
+
+@pytest.fixture(scope="module")
+def env(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FOOTNOTE_CORPUS_DIR": str(corpus_dir),
+        "FOOTNOTE_INDEX_DIR": str(tmp_path_factory.mktemp("cli-index")),
+    }
+
+
+def footnote(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FOOTNOTE, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def indexed(env: dict[str, str]) -> dict[str, str]:
+    result = footnote(env, "index")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("indexed 2 documents")
+    return env
+
+
+def test_reindex_skips_unchanged_documents(indexed: dict[str, str]) -> None:
+    result = footnote(indexed, "index")
+    assert result.returncode == 0
+    assert "2 unchanged" in result.stdout and "0 chunks embedded" in result.stdout
+
+
+def test_ask_json_is_the_api_response_body(indexed: dict[str, str], client: TestClient) -> None:
+    question = "Which resolutions were cited?"
+    result = footnote(indexed, "ask", question, "--json", "--top-k", "3")
+    assert result.returncode == 0, result.stderr
+    api = client.post("/ask", json={"question": question, "top_k": 3})
+    assert json.loads(result.stdout) == api.json()
+    assert result.stdout.strip() == api.text
+
+
+def test_ask_prints_the_answer_and_numbered_sources(indexed: dict[str, str]) -> None:
+    result = footnote(indexed, "ask", "What does PRC stand for?")
+    assert result.returncode == 0, result.stderr
+    assert "People’s Republic of China" in result.stdout
+    assert "Sources:" in result.stdout and "[1] 004_db5665c2341ed43f.txt" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ask", "   "), "question must not be empty"),
+        (("eval", "does-not-exist.jsonl"), "cannot read"),
+        (("ask", "hi", "--url", "http://127.0.0.1:9"), "cannot reach"),
+        (("index", "no/such/dir"), "no such file or directory"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(indexed: dict[str, str], args: tuple[str, ...], message: str) -> None:
+    result = footnote(indexed, *args)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert message in result.stderr
+
+
+def test_ask_without_an_index_says_how_to_build_one(env: dict[str, str], tmp_path: Path) -> None:
+    result = footnote({**env, "FOOTNOTE_INDEX_DIR": str(tmp_path / "empty")}, "ask", "anything?")
+    assert result.returncode == 1
+    assert "run `footnote index`" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(indexed: dict[str, str]) -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [FOOTNOTE, "serve", "--port", str(port)], env=indexed, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("footnote serve did not become healthy in 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_answers_over_real_http(server: str, indexed: dict[str, str]) -> None:
+    health = httpx.get(f"{server}/health").json()
+    assert health["status"] == "ok" and health["documents"] == 2
+    result = footnote(indexed, "ask", "In which city was the NATO summit held?", "--url", server, "--json")
+    assert result.returncode == 0, result.stderr
+    assert "Washington" in json.loads(result.stdout)["answer"]
+
+
+def test_eval_against_a_server(server: str, indexed: dict[str, str]) -> None:
+    result = footnote(indexed, "eval", str(DATA / "gold_qa.jsonl"), "--url", server, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["questions"] == 32 and report["span_integrity"] == 1.0
+    assert report["failed"] == []
+
+
+def test_remote_errors_are_reported_with_the_servers_message(server: str, indexed: dict[str, str]) -> None:
+    result = footnote(indexed, "ask", "x" * 2001, "--url", server)
+    assert result.returncode == 1
+    assert "422" in result.stderr and "question" in result.stderr

@@ -1,0 +1,140 @@
+"""The on-disk index: round trip, incremental sync, atomic save, corruption and mismatch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from service.documents import load_documents
+from service.engine import Engine, build_engine
+from service.errors import IndexCorrupt, IndexMismatch, IndexMissing, IndexStateError
+from service.indexing import index_config, sync_index
+from service.settings import Settings
+from service.store import IndexStore
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, corpus_dir: Path, embedder) -> tuple[Settings, Engine]:  # noqa: ANN001
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpus_dir, corpus)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    engine = build_engine(settings)
+    engine.embedder = embedder  # share the loaded model; everything else is this test's own
+    engine.retriever.embedder = engine.answerer.embedder = embedder
+    return settings, engine
+
+
+def test_round_trip_preserves_documents_chunks_and_vectors(workspace) -> None:  # noqa: ANN001
+    settings, engine = workspace
+    engine.sync()
+    saved = engine.index.snapshot
+    loaded = IndexStore(settings.index_dir).load()
+    assert loaded.documents.keys() == saved.documents.keys()
+    assert [(c.chunk_id, c.start, c.end, c.text) for c in loaded.chunks] == [
+        (c.chunk_id, c.start, c.end, c.text) for c in saved.chunks
+    ]
+    assert loaded.vectors.ntotal == len(loaded.chunks)
+    assert (loaded.vectors.reconstruct(0) == saved.vectors.reconstruct(0)).all()
+    files = sorted(p.name for p in settings.index_dir.iterdir() if not p.name.startswith("."))
+    assert len(files) == 3 and "manifest.json" in files
+    assert not any(p.suffix == ".pkl" for p in settings.index_dir.iterdir())
+
+
+def test_sync_embeds_only_what_changed(workspace) -> None:  # noqa: ANN001
+    settings, engine = workspace
+    first = engine.sync()
+    assert len(first.added) == 2 and first.embedded_chunks == first.chunks
+
+    again = engine.sync()
+    assert not again.changed and again.embedded_chunks == 0
+
+    (settings.corpus_dir / "new.md").write_text("# Fresh memo\n\nThe memo mentions Zanzibar twice. Zanzibar.\n")
+    edited = settings.corpus_dir / "004_db5665c2341ed43f.txt"
+    edited.write_text(edited.read_text("utf-8") + "\nThe summit closed with a dinner.\n", "utf-8")
+    (settings.corpus_dir / "000_ebf57527fa8dd4ca.txt").unlink()
+    report = engine.sync()
+    assert report.added == ["new.md"]
+    assert report.updated == ["004_db5665c2341ed43f.txt"]
+    assert report.removed == ["000_ebf57527fa8dd4ca.txt"]
+    assert report.embedded_chunks == report.chunks  # the one unchanged document was removed
+
+    answer = engine.ask("Which place does the memo mention?")
+    assert answer.citations[0].source == "new.md"
+    assert engine.document("new.md").title == "Fresh memo"
+    assert set(IndexStore(settings.index_dir).load().documents) == {"new.md", "004_db5665c2341ed43f.txt"}
+
+
+def test_a_crash_before_the_manifest_swap_keeps_the_previous_index(workspace, monkeypatch) -> None:  # noqa: ANN001
+    settings, engine = workspace
+    engine.sync()
+    before = (settings.index_dir / "manifest.json").read_bytes()
+    (settings.corpus_dir / "extra.txt").write_text("Another document about Lisbon.", "utf-8")
+
+    real_replace = os.replace
+
+    def crash_on_manifest(src: str, dst: str) -> None:
+        if str(dst).endswith("manifest.json"):
+            raise OSError("simulated crash")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_manifest)
+    with pytest.raises(OSError, match="simulated crash"):
+        engine.sync()
+    monkeypatch.undo()
+
+    assert (settings.index_dir / "manifest.json").read_bytes() == before
+    loaded = IndexStore(settings.index_dir).load()
+    assert "extra.txt" not in loaded.documents and len(loaded.documents) == 2
+    assert not [p for p in settings.index_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("target", ["chunks", "vectors", "manifest"])
+def test_damaged_files_are_detected_and_rebuilt(workspace, target: str) -> None:  # noqa: ANN001
+    settings, engine = workspace
+    engine.sync()
+    store = IndexStore(settings.index_dir)
+    if target == "manifest":
+        path = store.manifest_path
+    else:
+        path = settings.index_dir / json.loads(store.manifest_path.read_text())["files"][target]["name"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(IndexCorrupt):
+        store.load()
+    report = engine.sync()
+    assert report.rebuilt_because
+    assert len(store.load().documents) == 2
+    assert len(list(settings.corpus_dir.iterdir())) == 2, "the corpus is never touched"
+
+
+def test_other_model_settings_are_refused_with_a_clear_message(workspace) -> None:  # noqa: ANN001
+    settings, engine = workspace
+    engine.sync()
+    other = index_config(engine.embedder, settings.chunk_size + 100, settings.chunk_overlap)
+    store = IndexStore(settings.index_dir)
+    snapshot = store.load()
+    store.save(type(snapshot)(other, snapshot.documents, snapshot.chunks, snapshot.vectors))
+    fresh = build_engine(settings)
+    fresh.embedder = engine.embedder
+    with pytest.raises(IndexMismatch, match="chunker"):
+        fresh.load()
+
+
+def test_missing_index_says_how_to_build_it(tmp_path: Path) -> None:
+    with pytest.raises(IndexMissing, match="footnote index"):
+        IndexStore(tmp_path / "none").load()
+
+
+def test_only_one_writer_at_a_time(workspace) -> None:  # noqa: ANN001
+    settings, engine = workspace
+    store = IndexStore(settings.index_dir)
+    documents = load_documents([settings.corpus_dir])
+    config = index_config(engine.embedder, settings.chunk_size, settings.chunk_overlap)
+    with store.writer_lock(), pytest.raises(IndexStateError, match="another process"):
+        sync_index(IndexStore(settings.index_dir), engine.embedder, config, documents)
