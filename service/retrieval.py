@@ -50,6 +50,9 @@ class SearchIndex:
         self._idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
         # A term never seen is as informative as the rarest possible one.
         self.unseen_idf = math.log(1 + (n + 0.5) / 0.5)
+        # Terms in 40% or more of the chunks (the corpus's own topic words) identify nothing.
+        common = 0.4 * n
+        self.common_idf = math.log(1 + (n - common + 0.5) / (common + 0.5))
 
     def idf(self, term: str) -> float:
         """IDF of a stem, or of its closest relative in the corpus (korean -> korea)."""
@@ -57,6 +60,9 @@ class SearchIndex:
             return self._idf[term]
         kin = [v for t, v in self._idf.items() if related(term, t)]
         return min(kin) if kin else self.unseen_idf
+
+    def is_specific(self, term: str) -> bool:
+        return self.idf(term) > self.common_idf
 
     def dense(self, query: np.ndarray, k: int) -> list[int]:
         k = min(k, len(self.snapshot.chunks))

@@ -8,9 +8,11 @@ from functools import cached_property
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
+# Beyond English function words: the words questions use to ask, which say nothing about the
+# answer ("how many", "what kind", "according to", "what did X say about").
 STOPWORDS = frozenset(STOPWORDS_EN) | frozenset(
-    "what which who whom whose when where why how does did do is are was were be been say said "
-    "according".split()
+    "what which who whom whose when where why how does did do is are was were be been say says said "
+    "about according many much kind kinds type sort".split()
 )
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 # Periods inside acronyms (U.N. -> UN) and possessive 's are not word material.
@@ -40,22 +42,22 @@ class Analyzer:
         return self.stemmer.stemWords(words)
 
     def names(self, question: str) -> list[str]:
-        """Capitalized words and acronyms of a question that are not question words, lowercased:
-        the things a question is about, which an answering document must mention."""
+        """Capitalized words, acronyms and numbers of a question that are not question words,
+        lowercased: the things a question is about, which an answering document must mention."""
         found = []
         for i, word in enumerate(_WORD.findall(normalize(question))):
             # A question's first word is capitalized anyway; count it only if it is an acronym.
             if i == 0 and not (word.isupper() and len(word) > 1):
                 continue
-            if word[0].isupper() and word.lower() not in STOPWORDS:
+            if (word[0].isupper() or word.isdigit()) and word.lower() not in STOPWORDS:
                 found.append(word.lower())
         return found
 
 
 def related(a: str, b: str) -> bool:
-    """Whether two stems are forms of one word (korea/korean, militari/militarili): equal, one a
-    prefix of the other (4+ letters), or sharing their first 6 letters."""
+    """Whether two stems are forms of one word (korea/korean, militari/militarili): equal, or one
+    (4+ letters) a prefix of the other longer by at most two letters."""
     if a == b:
         return True
     short, long_ = sorted((a, b), key=len)
-    return (len(short) >= 4 and long_.startswith(short)) or (len(short) >= 6 and a[:6] == b[:6])
+    return len(short) >= 4 and len(long_) - len(short) <= 2 and long_.startswith(short)

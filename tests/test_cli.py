@@ -130,7 +130,7 @@ def test_eval_against_a_server(server: str, indexed: dict[str, str]) -> None:
     result = footnote(indexed, "eval", str(DATA / "gold_qa.jsonl"), "--url", server, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["questions"] == 32 and report["span_integrity"] == 1.0
+    assert report["questions"] == 50 and report["span_integrity"] == 1.0
     assert report["failed"] == []
 
 

@@ -5,9 +5,10 @@ semantic similarity (the question's embedding against the sentence's) blended wi
 the question's informative vocabulary (IDF-weighted stems) the sentence contains, plus a small
 nudge toward the passages retrieval ranked first and toward sentences of the expected answer
 type ("when" -> dates, "how many" -> quantities). The answer quotes the best sentence, and the
-runner-up when it is nearly as good; a question is refused when even the best sentence is weak,
-or when it names something (a capitalized name or acronym) that the cited document never
-mentions.
+runner-up when it is nearly as good. A sentence cannot answer when its support is weak, when it
+shares with the question only the corpus's topic words (and is not semantically close on its
+own), or when the question names something (a capitalized name, an acronym, a number) that the
+sentence's document never mentions; with no sentence left, the question is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ _W_DENSE = 0.6
 _W_LEXICAL = 0.4
 _W_RANK = 0.04
 _W_TYPE = 0.05
+# Similarity at which a sentence supports a question without sharing a specific term with it.
+_SEMANTIC_ALONE = 0.6
 # A runner-up sentence joins the answer when it scores within this margin of the best.
 _RUNNER_UP_MARGIN = 0.08
 
@@ -62,10 +65,17 @@ class Candidate:
     dense: float
     lexical: float
     score: float
+    # Shares a question term that is not a topic word of the whole corpus.
+    specific: bool
 
 
 def _expected_type(question: str) -> re.Pattern[str] | None:
+    """What the answer should contain: for "how many troops", a quantity shortly before "troop"
+    (so "thousands of combat troops" beats "millions of rounds ... troops"); for "when", a date."""
     q = question.lower()
+    if m := re.search(r"\bhow (?:many|much)\s+([a-z]{3,})", q):
+        stem = re.escape(m.group(1)[:4])
+        return re.compile(rf"{_QUANTITY.pattern}(?:\W+\w+){{0,3}}?\W+{stem}", re.I)
     if re.search(r"\bhow (?:many|much|long|large|big|far|old)\b", q):
         return _QUANTITY
     if re.search(r"\b(?:when|what (?:day|date|year|month|time))\b", q):
@@ -139,12 +149,14 @@ class ExtractiveAnswerer:
         out = []
         for (source, start, end), text, cos in zip(keys, texts, dense):
             terms = set(self.analyzer.terms(text))
-            lexical = sum(w for t, w in weights.items() if t in terms or any(related(t, u) for u in terms)) / total
+            matched = [t for t in weights if t in terms or any(related(t, u) for u in terms)]
+            lexical = sum(weights[t] for t in matched) / total
             rank = seen[(source, start, end)]
             score = _W_DENSE * float(cos) + _W_LEXICAL * lexical + _W_RANK / rank
             if expected is not None and expected.search(text):
                 score += _W_TYPE
-            out.append(Candidate(source, start, end, text, rank, float(cos), lexical, score))
+            specific = any(index.is_specific(t) for t in matched)
+            out.append(Candidate(source, start, end, text, rank, float(cos), lexical, score, specific))
         out.sort(key=lambda c: (-c.score, c.passage_rank, c.source, c.start))
         return out
 
@@ -164,7 +176,9 @@ class ExtractiveAnswerer:
 
         ranked = [
             c for c in self.candidates(index, question, query, hits)
-            if c.score >= self.threshold and mentions_all(c.source)
+            if c.score >= self.threshold
+            and (c.specific or c.dense >= _SEMANTIC_ALONE)
+            and mentions_all(c.source)
         ]
         if not ranked:
             return NOT_COVERED, []
