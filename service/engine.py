@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from .answering.extractive import NOT_COVERED, ExtractiveAnswerer
+from .answering.extractive import ExtractiveAnswerer
 from .documents import load_documents
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .errors import DocumentNotFound, IndexMissing, InvalidRequest
@@ -93,7 +93,7 @@ class Engine:
             for rank, h in enumerate(hits, start=1)
         ]
         return Answer(
-            question=question, answer=text if citations else NOT_COVERED,
+            question=question, answer=text,
             answerable=bool(citations), citations=citations, passages=passages,
         )
 

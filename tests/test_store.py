@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.documents import load_documents
-from service.engine import Engine, build_engine
+from service.engine import Engine
 from service.errors import IndexCorrupt, IndexMismatch, IndexMissing, IndexStateError
 from service.indexing import index_config, sync_index
 from service.settings import Settings
@@ -22,10 +22,8 @@ def workspace(tmp_path: Path, corpus_dir: Path, embedder) -> tuple[Settings, Eng
     corpus = tmp_path / "corpus"
     shutil.copytree(corpus_dir, corpus)
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
-    engine = build_engine(settings)
-    engine.embedder = embedder  # share the loaded model; everything else is this test's own
-    engine.retriever.embedder = engine.answerer.embedder = embedder
-    return settings, engine
+    # The session's loaded model; index, corpus and everything else are this test's own.
+    return settings, Engine(settings, embedder)
 
 
 def test_round_trip_preserves_documents_chunks_and_vectors(workspace) -> None:  # noqa: ANN001
@@ -120,8 +118,7 @@ def test_other_model_settings_are_refused_with_a_clear_message(workspace) -> Non
     store = IndexStore(settings.index_dir)
     snapshot = store.load()
     store.save(type(snapshot)(other, snapshot.documents, snapshot.chunks, snapshot.vectors))
-    fresh = build_engine(settings)
-    fresh.embedder = engine.embedder
+    fresh = Engine(settings, engine.embedder)
     with pytest.raises(IndexMismatch, match="chunker"):
         fresh.load()
 

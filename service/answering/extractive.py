@@ -103,24 +103,18 @@ class ExtractiveAnswerer:
     def _sentence_vectors(self, keys: list[tuple[str, int, int]], texts: list[str]) -> np.ndarray:
         """Embeddings of candidate sentences, remembered across questions (LRU)."""
         with self._cache_lock:
-            missing = [i for i, k in enumerate(keys) if k not in self._cache]
+            found = {k: self._cache[k] for k in keys if k in self._cache}
+            for k in found:
+                self._cache.move_to_end(k)
+        missing = [i for i, k in enumerate(keys) if k not in found]
         if missing:
             fresh = self.embedder.embed([texts[i] for i in missing])
             with self._cache_lock:
                 for i, vector in zip(missing, fresh):
-                    self._cache[keys[i]] = vector
+                    found[keys[i]] = self._cache[keys[i]] = vector
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        with self._cache_lock:
-            vectors = []
-            for k, t in zip(keys, texts):
-                v = self._cache.get(k)
-                if v is None:  # evicted meanwhile by another thread: recompute this one
-                    v = self.embedder.embed([t])[0]
-                else:
-                    self._cache.move_to_end(k)
-                vectors.append(v)
-        return np.vstack(vectors)
+        return np.vstack([found[k] for k in keys])
 
     def candidates(
         self, index: SearchIndex, question: str, query: np.ndarray, hits: list[Hit]
