@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import cached_property
+import threading
 
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
@@ -27,12 +27,32 @@ def normalize(text: str) -> str:
     return _POSSESSIVE.sub("", text)
 
 
-class Analyzer:
-    """Lowercased, stop-word-free, Snowball-stemmed terms (PyStemmer, as bm25s uses)."""
+class ThreadStemmer:
+    """An English Snowball stemmer per thread: PyStemmer's stemmers must not be shared between
+    threads, and questions are answered on several at once."""
 
-    @cached_property
-    def stemmer(self) -> Stemmer.Stemmer:
-        return Stemmer.Stemmer("english")
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _stemmer(self) -> Stemmer.Stemmer:
+        stemmer = getattr(self._local, "stemmer", None)
+        if stemmer is None:
+            stemmer = self._local.stemmer = Stemmer.Stemmer("english")
+        return stemmer
+
+    # PyStemmer's method names, which bm25s's tokenizer calls.
+    def stemWord(self, word: str) -> str:  # noqa: N802
+        return self._stemmer().stemWord(word)
+
+    def stemWords(self, words: list[str]) -> list[str]:  # noqa: N802
+        return self._stemmer().stemWords(words)
+
+
+class Analyzer:
+    """Lowercased, stop-word-free, Snowball-stemmed terms (as bm25s indexes them)."""
+
+    def __init__(self) -> None:
+        self.stemmer = ThreadStemmer()
 
     def words(self, text: str) -> list[str]:
         return [w.lower() for w in _WORD.findall(normalize(text))]

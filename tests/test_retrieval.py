@@ -24,3 +24,13 @@ def test_langchain_retriever_returns_exact_spans(engine: Engine) -> None:
         text = engine.document(doc.metadata["source"]).text
         assert text[doc.metadata["start"] : doc.metadata["end"]] == doc.page_content
     assert "People’s Republic of China" in docs[0].page_content
+
+
+def test_concurrent_questions_get_the_single_threaded_answer(engine: Engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = ["Which resolutions were cited?", "What does PRC stand for?", "Who won the 2022 FIFA World Cup?"]
+    expected = [engine.ask(q) for q in questions]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(engine.ask, questions * 8))
+    assert answers == expected * 8
