@@ -95,11 +95,12 @@ def sync_index(
 
         wanted = {d.source: d for d in sorted(documents, key=lambda d: d.source)}
         kept: dict[str, tuple[list[Chunk], np.ndarray]] = {}
+        old_vectors = old.vectors_by_source() if old else {}
         to_embed: list[Chunk] = []
         for source, doc in wanted.items():
             previous = old.documents.get(source) if old else None
             if old and previous and previous.sha256 == doc.sha256:
-                kept[source] = old.vectors_of(source)
+                kept[source] = old_vectors.get(source, ([], np.zeros((0, config.dimension), np.float32)))
                 report.unchanged.append(source)
                 continue
             (report.updated if previous else report.added).append(source)

@@ -30,7 +30,7 @@ class Hit:
 
 class SearchIndex:
     """A loaded snapshot plus what is derived from it in memory: BM25 and term statistics.
-    Immutable once built, so concurrent searches need no lock."""
+    Unchanged once built (but for a memo of IDF look-ups), so concurrent searches need no lock."""
 
     def __init__(self, snapshot: IndexSnapshot, analyzer: Analyzer) -> None:
         self.snapshot = snapshot
@@ -53,16 +53,16 @@ class SearchIndex:
         # Terms in 40% or more of the chunks (the corpus's own topic words) identify nothing.
         common = 0.4 * n
         self.common_idf = math.log(1 + (n - common + 0.5) / (common + 0.5))
+        self._kin_idf: dict[str, float] = {}
 
     def idf(self, term: str) -> float:
         """IDF of a stem, or of its closest relative in the corpus (korean -> korea)."""
         if term in self._idf:
             return self._idf[term]
-        kin = [v for t, v in self._idf.items() if related(term, t)]
-        return min(kin) if kin else self.unseen_idf
-
-    def is_specific(self, term: str) -> bool:
-        return self.idf(term) > self.common_idf
+        if term not in self._kin_idf:  # a scan of the vocabulary, so done once per unknown stem
+            kin = [v for t, v in self._idf.items() if related(term, t)]
+            self._kin_idf[term] = min(kin) if kin else self.unseen_idf
+        return self._kin_idf[term]
 
     def dense(self, query: np.ndarray, k: int) -> list[int]:
         k = min(k, len(self.snapshot.chunks))

@@ -58,12 +58,13 @@ class IndexSnapshot:
             counts[chunk.source] += 1
         return counts
 
-    def vectors_of(self, source: str) -> tuple[list[Chunk], np.ndarray]:
-        rows = [i for i, c in enumerate(self.chunks) if c.source == source]
-        if not rows:
-            return [], np.zeros((0, self.config.dimension), dtype=np.float32)
-        matrix = np.vstack([self.vectors.reconstruct(i) for i in rows]).astype(np.float32)
-        return [self.chunks[i] for i in rows], matrix
+    def vectors_by_source(self) -> dict[str, tuple[list[Chunk], np.ndarray]]:
+        """Each document's chunks and their vectors, read back in one pass."""
+        matrix = self.vectors.reconstruct_n(0, self.vectors.ntotal) if self.chunks else None
+        rows: dict[str, list[int]] = {}
+        for i, chunk in enumerate(self.chunks):
+            rows.setdefault(chunk.source, []).append(i)
+        return {s: ([self.chunks[i] for i in idx], matrix[idx]) for s, idx in rows.items()}
 
 
 def new_vector_index(vectors: np.ndarray, dimension: int) -> faiss.Index:

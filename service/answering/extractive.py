@@ -139,6 +139,7 @@ class ExtractiveAnswerer:
         q_terms = set(self.analyzer.terms(question))
         weights = {t: index.idf(t) for t in q_terms}
         total = sum(weights.values()) or 1.0
+        specific_terms = {t for t, w in weights.items() if w > index.common_idf}
         expected = _expected_type(question)
         out = []
         for (source, start, end), text, cos in zip(keys, texts, dense):
@@ -149,7 +150,7 @@ class ExtractiveAnswerer:
             score = _W_DENSE * float(cos) + _W_LEXICAL * lexical + _W_RANK / rank
             if expected is not None and expected.search(text):
                 score += _W_TYPE
-            specific = any(index.is_specific(t) for t in matched)
+            specific = not specific_terms.isdisjoint(matched)
             out.append(Candidate(source, start, end, text, rank, float(cos), lexical, score, specific))
         out.sort(key=lambda c: (-c.score, c.passage_rank, c.source, c.start))
         return out
