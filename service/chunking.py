@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .documents import Document
 
 # Bump when segmentation or packing changes: the manifest records it, so old indexes rebuild.
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2
 
 _ABBREVIATIONS = frozenset(
     """mr mrs ms dr prof sr jr st vs etc e.g i.e cf al jan feb mar apr jun jul aug sep sept oct
@@ -35,6 +35,16 @@ class Chunk:
     start: int
     end: int
     text: str
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """The unit the index embeds: a passage is found by its best-matching sentence, and an
+    answer quotes sentences."""
+
+    source: str
+    start: int
+    end: int
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
@@ -137,3 +147,10 @@ def chunk_document(doc: Document, size: int, overlap: int) -> list[Chunk]:
             k -= 1
         i = k
     return chunks
+
+
+def chunk_sentences(doc: Document, chunks: list[Chunk]) -> list[Sentence]:
+    """The distinct sentences of a document's chunks, in text order (overlapping chunks share
+    sentences; each is embedded once)."""
+    spans = {(s.start, s.end) for c in chunks for s in split_sentences(doc.text, c.start, c.end)}
+    return [Sentence(doc.source, a, b) for a, b in sorted(spans)]

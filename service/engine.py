@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from .answering.extractive import ExtractiveAnswerer
 from .documents import load_documents
 from .embedding import Embedder, SentenceTransformerEmbedder
+from .embedding_cache import CachedEmbedder
 from .errors import DocumentNotFound, IndexMissing, InvalidRequest
 from .indexing import IndexReport, Progress, check_config, index_config, sync_index
-from .models import Answer, DocumentDetail, DocumentSummary, Health, Passage
-from .retrieval import HybridRetriever, SearchIndex
+from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Passage
+from .reranking import CrossEncoderReranker, Reranker
+from .retrieval import Hit, HybridRetriever, SearchIndex
 from .settings import Settings
 from .store import IndexConfig, IndexSnapshot, IndexStore
 from .text import Analyzer
@@ -25,24 +30,23 @@ MAX_TOP_K = 50
 
 
 class Engine:
-    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder, reranker: Reranker | None = None) -> None:
         self.settings = settings
         self.embedder = embedder
+        self.reranker = reranker
         self.store = IndexStore(settings.index_dir)
         self.analyzer = Analyzer()
         self.retriever = HybridRetriever(
-            embedder, settings.candidates, settings.rrf_k, settings.dense_weight, settings.keyword_weight
+            embedder, settings.candidates, settings.dense_weight, settings.keyword_weight
         )
-        self.answerer = ExtractiveAnswerer(
-            embedder, self.analyzer, settings.answer_threshold, settings.max_answer_sentences
-        )
+        self.answerer = ExtractiveAnswerer(self.analyzer, settings.answer_threshold, settings.max_answer_sentences)
         # Replaced whole (never mutated) when the index changes, so readers need no lock.
         self._index: SearchIndex | None = None
 
     # -- the index ---------------------------------------------------------------------------
 
     def _use(self, snapshot: IndexSnapshot) -> None:
-        self._index = SearchIndex(snapshot, self.analyzer)
+        self._index = SearchIndex(snapshot, self.analyzer, self.settings.bm25_k1, self.settings.bm25_b)
 
     @property
     def index(self) -> SearchIndex:
@@ -74,7 +78,9 @@ class Engine:
 
     # -- questions ---------------------------------------------------------------------------
 
-    def ask(self, question: str, top_k: int = 5) -> Answer:
+    def _retrieve(
+        self, question: str, top_k: int, filters: Filters | None
+    ) -> tuple[SearchIndex, np.ndarray, list[Hit]]:
         if not question.strip():
             raise InvalidRequest("question must not be empty")
         if len(question) > MAX_QUESTION_CHARS:
@@ -83,15 +89,22 @@ class Engine:
             raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
         index = self.index
         query = self.embedder.embed([question])[0]
-        hits = self.retriever.search(index, question, query, top_k)
+        if self.reranker is None:
+            return index, query, self.retriever.search(index, question, query, top_k, filters)
+        pool = self.retriever.search(index, question, query, max(top_k, self.settings.rerank_depth), filters)
+        scores = self.reranker.score(question, [h.chunk.text for h in pool])
+        order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))[:top_k]
+        return index, query, [replace(pool[i], score=scores[i]) for i in order]
+
+    def search(self, question: str, top_k: int = 5, filters: Filters | None = None) -> list[Passage]:
+        """The passages for a question, best first, without composing an answer."""
+        _, _, hits = self._retrieve(question, top_k, filters)
+        return _passages(hits)
+
+    def ask(self, question: str, top_k: int = 5, filters: Filters | None = None) -> Answer:
+        index, query, hits = self._retrieve(question, top_k, filters)
         text, citations = self.answerer.answer(index, question, query, hits)
-        passages = [
-            Passage(
-                rank=rank, source=h.chunk.source, chunk_id=h.chunk.chunk_id, text=h.chunk.text,
-                start=h.chunk.start, end=h.chunk.end, score=round(h.score, 6),
-            )
-            for rank, h in enumerate(hits, start=1)
-        ]
+        passages = _passages(hits)
         return Answer(
             question=question, answer=text,
             answerable=bool(citations), citations=citations, passages=passages,
@@ -130,7 +143,22 @@ class Engine:
         )
 
 
+def _passages(hits: list[Hit]) -> list[Passage]:
+    return [
+        Passage(
+            rank=rank, source=h.chunk.source, chunk_id=h.chunk.chunk_id, text=h.chunk.text,
+            start=h.chunk.start, end=h.chunk.end, score=round(h.score, 6),
+        )
+        for rank, h in enumerate(hits, start=1)
+    ]
+
+
 def build_engine(settings: Settings) -> Engine:
     """An engine with the configured embedder; nothing is loaded until first use or ``load``."""
-    embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.device, settings.embed_batch_size)
-    return Engine(settings, embedder)
+    embedder: Embedder = SentenceTransformerEmbedder(
+        settings.embedding_model, settings.device, settings.embed_batch_size
+    )
+    if settings.embedding_cache_dir is not None:
+        embedder = CachedEmbedder(embedder, settings.embedding_cache_dir)
+    reranker = CrossEncoderReranker(settings.reranker, settings.device) if settings.reranker else None
+    return Engine(settings, embedder, reranker)

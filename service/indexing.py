@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chunking import CHUNKER_VERSION, Chunk, chunk_document
+from .chunking import CHUNKER_VERSION, Chunk, Sentence, chunk_document, chunk_sentences
 from .documents import Document
 from .embedding import Embedder
 from .errors import IndexCorrupt, IndexMismatch, IndexMissing
@@ -18,7 +18,7 @@ from .store import IndexConfig, IndexSnapshot, IndexStore, new_vector_index
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-"""Called as progress(done, total) with chunk counts while embedding."""
+"""Called as progress(done, total) with sentence counts while embedding."""
 
 
 @dataclass
@@ -29,7 +29,8 @@ class IndexReport:
     unchanged: list[str] = field(default_factory=list)
     documents: int = 0
     chunks: int = 0
-    embedded_chunks: int = 0
+    sentences: int = 0
+    embedded_sentences: int = 0
     seconds: float = 0.0
     rebuilt_because: str | None = None
 
@@ -41,7 +42,7 @@ class IndexReport:
         text = (
             f"{self.documents} documents, {self.chunks} chunks: {len(self.added)} added, "
             f"{len(self.updated)} updated, {len(self.removed)} removed, {len(self.unchanged)} unchanged "
-            f"({self.embedded_chunks} chunks embedded in {self.seconds:.1f}s)"
+            f"({self.embedded_sentences} of {self.sentences} sentences embedded in {self.seconds:.1f}s)"
         )
         return f"{text}; rebuilt: {self.rebuilt_because}" if self.rebuilt_because else text
 
@@ -94,9 +95,12 @@ def sync_index(
                 old = None
 
         wanted = {d.source: d for d in sorted(documents, key=lambda d: d.source)}
-        kept: dict[str, tuple[list[Chunk], np.ndarray]] = {}
+        size, overlap = config.chunker["chunk_size"], config.chunker["chunk_overlap"]
+        # Chunks are cheap to recompute; only sentence vectors are carried over.
+        chunks_of = {source: chunk_document(doc, size, overlap) for source, doc in wanted.items()}
         old_vectors = old.vectors_by_source() if old else {}
-        to_embed: list[Chunk] = []
+        kept: dict[str, tuple[list[Sentence], np.ndarray]] = {}
+        to_embed: list[Sentence] = []
         for source, doc in wanted.items():
             previous = old.documents.get(source) if old else None
             if old and previous and previous.sha256 == doc.sha256:
@@ -104,12 +108,12 @@ def sync_index(
                 report.unchanged.append(source)
                 continue
             (report.updated if previous else report.added).append(source)
-            to_embed.extend(chunk_document(doc, config.chunker["chunk_size"], config.chunker["chunk_overlap"]))
+            to_embed.extend(chunk_sentences(doc, chunks_of[source]))
         if old:
             report.removed = sorted(set(old.documents) - set(wanted))
 
         if not report.changed and old is not None:
-            report.documents, report.chunks = len(old.documents), len(old.chunks)
+            report.documents, report.chunks, report.sentences = len(old.documents), len(old.chunks), len(old.sentences)
             report.seconds = time.perf_counter() - began
             return old, report
 
@@ -121,26 +125,28 @@ def sync_index(
             if progress:
                 progress(done, len(to_embed))
 
-        fresh = embedder.embed([c.text for c in to_embed], progress=step)
+        fresh = embedder.embed([wanted[x.source].text[x.start : x.end] for x in to_embed], progress=step)
         fresh_by_source: dict[str, list[int]] = {}
-        for i, chunk in enumerate(to_embed):
-            fresh_by_source.setdefault(chunk.source, []).append(i)
+        for i, sentence in enumerate(to_embed):
+            fresh_by_source.setdefault(sentence.source, []).append(i)
 
-        chunks: list[Chunk] = []
+        sentences: list[Sentence] = []
         rows: list[np.ndarray] = []
         for source in wanted:
             if source in kept:
-                kept_chunks, kept_vectors = kept[source]
-                chunks.extend(kept_chunks)
+                kept_sentences, kept_vectors = kept[source]
+                sentences.extend(kept_sentences)
                 rows.append(kept_vectors)
             else:
                 idx = fresh_by_source.get(source, [])
-                chunks.extend(to_embed[i] for i in idx)
+                sentences.extend(to_embed[i] for i in idx)
                 rows.append(fresh[idx] if idx else np.zeros((0, config.dimension), np.float32))
+        chunks: list[Chunk] = [c for source in wanted for c in chunks_of[source]]
         matrix = np.vstack(rows) if rows else np.zeros((0, config.dimension), np.float32)
-        snapshot = IndexSnapshot(config, wanted, chunks, new_vector_index(matrix, config.dimension))
+        snapshot = IndexSnapshot(config, wanted, chunks, sentences, new_vector_index(matrix, config.dimension))
         store.save(snapshot)
 
-    report.documents, report.chunks, report.embedded_chunks = len(wanted), len(chunks), len(to_embed)
+    report.documents, report.chunks = len(wanted), len(chunks)
+    report.sentences, report.embedded_sentences = len(sentences), len(to_embed)
     report.seconds = time.perf_counter() - began
     return snapshot, report

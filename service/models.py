@@ -2,7 +2,40 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Filters(BaseModel):
+    """Which documents a question may be answered from; applied inside retrieval, so ``top_k``
+    passages still come back when enough documents match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: list[str] | None = Field(
+        None, min_length=1, max_length=1000, description="Only these documents (file names)."
+    )
+    date_from: dt.date | None = Field(None, description="Only documents dated on or after this day.")
+    date_to: dt.date | None = Field(None, description="Only documents dated on or before this day.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Filters:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError(f"date_from {self.date_from} is after date_to {self.date_to}")
+        return self
+
+    def admits(self, source: str, date: str | None) -> bool:
+        if self.source is not None and source not in self.source:
+            return False
+        if self.date_from or self.date_to:
+            try:
+                day = dt.date.fromisoformat(date or "")
+            except ValueError:  # an undated document cannot be shown to fall in the range
+                return False
+            if (self.date_from and day < self.date_from) or (self.date_to and day > self.date_to):
+                return False
+        return True
 
 
 class Citation(BaseModel):
@@ -22,7 +55,9 @@ class Passage(BaseModel):
     text: str = Field(description="Exactly text_of(source)[start:end].")
     start: int = Field(ge=0)
     end: int = Field(ge=0)
-    score: float = Field(description="Fused retrieval score (higher is better).")
+    score: float = Field(
+        description="Ranking score, higher is better: fused retrieval, or the reranker's when one is set."
+    )
 
 
 class Answer(BaseModel):

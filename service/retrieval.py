@@ -1,5 +1,15 @@
-"""Hybrid retrieval: dense (FAISS inner product over unit vectors) and BM25, fused by weighted
-reciprocal rank; plus a LangChain ``BaseRetriever`` over the same search."""
+"""Hybrid retrieval over chunks (the passages a user sees), from two signals:
+
+- dense: the cosine of the question with a chunk's best sentence (FAISS inner product over unit
+  sentence vectors). A sentence-sized vector is not diluted by the rest of its passage.
+- keyword: BM25 of the chunk averaged with BM25 of its whole document (title + text), so a
+  passage of a document that is about the question outranks a passage that merely mentions it.
+
+Each signal's scores are standardised over its own top candidates (z-scores; a chunk one signal
+did not retrieve gets that signal's lowest candidate score) and combined with fixed weights.
+On benchmark tuning splits this beat reciprocal-rank fusion by 0.02-0.06 (bench/README.md).
+Filters restrict both signals before ranking, so ``top_k`` passages still come back.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +18,16 @@ from collections import Counter
 from dataclasses import dataclass
 
 import bm25s
+import faiss
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from .chunking import Chunk
+from .chunking import Chunk, Sentence
 from .embedding import Embedder
+from .models import Filters
 from .store import IndexSnapshot
 from .text import STOPWORDS, Analyzer, related
 
@@ -23,30 +35,66 @@ from .text import STOPWORDS, Analyzer, related
 @dataclass(frozen=True)
 class Hit:
     chunk: Chunk
+    row: int
     score: float
-    dense_rank: int | None
-    keyword_rank: int | None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Candidate rows (chunks) of one signal with their raw scores, best first."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+    def standardized(self) -> tuple[dict[int, float], float]:
+        """z-scores by row, and the z-score given to rows this signal did not retrieve."""
+        if len(self.scores) == 0:
+            return {}, 0.0
+        mean, std = float(self.scores.mean()), float(self.scores.std())
+        if std < 1e-9:
+            return dict.fromkeys(map(int, self.rows), 0.0), 0.0
+        z = (self.scores - mean) / std
+        return dict(zip(map(int, self.rows), map(float, z))), float(z.min())
 
 
 class SearchIndex:
-    """A loaded snapshot plus what is derived from it in memory: BM25 and term statistics.
-    Unchanged once built (but for a memo of IDF look-ups), so concurrent searches need no lock."""
+    """A loaded snapshot plus what is derived from it in memory: BM25 indexes, term statistics and
+    the sentence-to-chunk map. Unchanged once built (but for a memo of IDF look-ups), so
+    concurrent searches need no lock."""
 
-    def __init__(self, snapshot: IndexSnapshot, analyzer: Analyzer) -> None:
+    def __init__(self, snapshot: IndexSnapshot, analyzer: Analyzer, k1: float = 1.2, b: float = 0.75) -> None:
         self.snapshot = snapshot
         self.analyzer = analyzer
-        texts = [c.text for c in snapshot.chunks]
+        chunks, documents = snapshot.chunks, list(snapshot.documents.values())
         self._tokenizer = bm25s.tokenization.Tokenizer(
             stemmer=analyzer.stemmer, stopwords=list(STOPWORDS), lower=True
         )
-        self._bm25 = bm25s.BM25()
-        if texts:
-            ids = self._tokenizer.tokenize(texts, return_as="ids", show_progress=False)
-            self._bm25.index(ids, show_progress=False)
+        self._chunk_bm25 = self._bm25([c.text for c in chunks], k1, b)
+        self._doc_bm25 = self._bm25([d.text for d in documents], k1, b)
+        doc_row = {d.source: i for i, d in enumerate(documents)}
+        self.chunk_doc = np.array([doc_row[c.source] for c in chunks], dtype=np.int64)
+
+        # Which chunks hold each sentence (overlapping chunks share some), and the reverse.
+        by_source: dict[str, list[int]] = {}
+        for row, chunk in enumerate(chunks):
+            by_source.setdefault(chunk.source, []).append(row)
+        self.sentence_chunks: list[list[int]] = []
+        self.chunk_sentences: list[list[int]] = [[] for _ in chunks]
+        for srow, sentence in enumerate(snapshot.sentences):
+            holders = [
+                r for r in by_source.get(sentence.source, ())
+                if chunks[r].start <= sentence.start and sentence.end <= chunks[r].end
+            ]
+            self.sentence_chunks.append(holders)
+            for r in holders:
+                self.chunk_sentences[r].append(srow)
+        # Filters admit whole documents, so a sentence is admitted with any chunk that holds it.
+        self._sentence_chunk = np.array([h[0] for h in self.sentence_chunks], dtype=np.int64)
+
         df: Counter[str] = Counter()
-        for text in texts:
-            df.update(set(analyzer.terms(text)))
-        n = max(len(texts), 1)
+        for chunk in chunks:
+            df.update(set(analyzer.terms(chunk.text)))
+        n = max(len(chunks), 1)
         self._idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
         # A term never seen is as informative as the rarest possible one.
         self.unseen_idf = math.log(1 + (n + 0.5) / 0.5)
@@ -54,6 +102,13 @@ class SearchIndex:
         common = 0.4 * n
         self.common_idf = math.log(1 + (n - common + 0.5) / (common + 0.5))
         self._kin_idf: dict[str, float] = {}
+
+    def _bm25(self, texts: list[str], k1: float, b: float) -> bm25s.BM25 | None:
+        if not texts:
+            return None
+        model = bm25s.BM25(k1=k1, b=b)
+        model.index(self._tokenizer.tokenize(texts, return_as="ids", show_progress=False), show_progress=False)
+        return model
 
     def idf(self, term: str) -> float:
         """IDF of a stem, or of its closest relative in the corpus (korean -> korea)."""
@@ -64,59 +119,90 @@ class SearchIndex:
             self._kin_idf[term] = min(kin) if kin else self.unseen_idf
         return self._kin_idf[term]
 
-    def dense(self, query: np.ndarray, k: int) -> list[int]:
-        k = min(k, len(self.snapshot.chunks))
-        if k == 0:
-            return []
-        _, rows = self.snapshot.vectors.search(query.reshape(1, -1).astype(np.float32), k)
-        return [int(r) for r in rows[0] if r >= 0]
+    def sentence(self, row: int) -> Sentence:
+        return self.snapshot.sentences[row]
 
-    def keyword(self, question: str, k: int) -> list[int]:
-        k = min(k, len(self.snapshot.chunks))
-        if k == 0:
-            return []
+    def sentence_vectors(self, rows: list[int]) -> np.ndarray:
+        return self.snapshot.vectors.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+
+    def allowed_chunks(self, filters: Filters | None) -> np.ndarray | None:
+        """A mask over chunk rows, or None for no restriction."""
+        if filters is None:
+            return None
+        docs = self.snapshot.documents
+        admitted = {s for s, d in docs.items() if filters.admits(s, d.date)}
+        return np.array([c.source in admitted for c in self.snapshot.chunks], dtype=bool)
+
+    def dense(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Scored:
+        """Chunks by the cosine of their best sentence among the ``3k`` nearest sentences."""
+        vectors = self.snapshot.vectors
+        params = None
+        if allowed is not None:
+            rows = np.flatnonzero(allowed[self._sentence_chunk]).astype(np.int64)
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
+            depth = min(3 * k, len(rows))
+        else:
+            depth = min(3 * k, vectors.ntotal)
+        if depth == 0:
+            return Scored(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        scores, rows_found = vectors.search(query.reshape(1, -1).astype(np.float32), depth, params=params)
+        best: dict[int, float] = {}
+        for score, srow in zip(scores[0], rows_found[0]):
+            if srow < 0:
+                break
+            for chunk_row in self.sentence_chunks[srow]:
+                best.setdefault(chunk_row, float(score))  # results come best first
+        ranked = sorted(best.items(), key=lambda item: -item[1])[:k]
+        return Scored(np.array([r for r, _ in ranked], np.int64), np.array([s for _, s in ranked], np.float32))
+
+    def keyword(self, question: str, k: int, allowed: np.ndarray | None = None) -> Scored:
+        empty = Scored(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if self._chunk_bm25 is None or self._doc_bm25 is None:
+            return empty
         ids = self._tokenizer.tokenize([question], update_vocab=False, return_as="ids", show_progress=False)
         if not ids or not ids[0]:
-            return []
-        rows, scores = self._bm25.retrieve(ids, k=k, show_progress=False, n_threads=1)
-        return [int(r) for r, s in zip(rows[0], scores[0]) if s > 0]
-
-
-def fuse(rankings: list[tuple[list[int], float]], rrf_k: int) -> list[tuple[int, float]]:
-    """Weighted reciprocal-rank fusion; ties broken by row for determinism."""
-    scores: dict[int, float] = {}
-    for rows, weight in rankings:
-        for rank, row in enumerate(rows, start=1):
-            scores[row] = scores.get(row, 0.0) + weight / (rrf_k + rank)
-    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+            return empty
+        scores = (self._chunk_bm25.get_scores(ids[0]) + self._doc_bm25.get_scores(ids[0])[self.chunk_doc]) / 2
+        if allowed is not None:
+            scores = np.where(allowed, scores, 0.0)
+        k = min(k, int(np.count_nonzero(scores > 0)))
+        if k == 0:
+            return empty
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.lexsort((top, -scores[top]))]
+        return Scored(top.astype(np.int64), scores[top].astype(np.float32))
 
 
 class HybridRetriever:
     def __init__(
-        self,
-        embedder: Embedder,
-        candidates: int = 50,
-        rrf_k: int = 60,
-        dense_weight: float = 1.0,
-        keyword_weight: float = 1.0,
+        self, embedder: Embedder, candidates: int = 100, dense_weight: float = 0.5, keyword_weight: float = 0.5
     ) -> None:
         self.embedder = embedder
         self.candidates = candidates
-        self.rrf_k = rrf_k
         self.dense_weight = dense_weight
         self.keyword_weight = keyword_weight
 
-    def search(self, index: SearchIndex, question: str, query: np.ndarray, top_k: int) -> list[Hit]:
+    def search(
+        self, index: SearchIndex, question: str, query: np.ndarray, top_k: int, filters: Filters | None = None
+    ) -> list[Hit]:
         depth = max(self.candidates, top_k)
-        dense = index.dense(query, depth)
-        keyword = index.keyword(question, depth)
-        dense_rank = {row: r for r, row in enumerate(dense, start=1)}
-        keyword_rank = {row: r for r, row in enumerate(keyword, start=1)}
-        fused = fuse([(dense, self.dense_weight), (keyword, self.keyword_weight)], self.rrf_k)
-        return [
-            Hit(index.snapshot.chunks[row], score, dense_rank.get(row), keyword_rank.get(row))
-            for row, score in fused[:top_k]
-        ]
+        allowed = index.allowed_chunks(filters)
+        dense, dense_floor = index.dense(query, depth, allowed).standardized()
+        keyword, keyword_floor = index.keyword(question, depth, allowed).standardized()
+        fused = {
+            row: self.dense_weight * dense.get(row, dense_floor) + self.keyword_weight * keyword.get(row, keyword_floor)
+            for row in dense.keys() | keyword.keys()
+        }
+        hits: list[Hit] = []
+        for row, score in sorted(fused.items(), key=lambda item: (-item[1], item[0])):
+            chunk = index.snapshot.chunks[row]
+            # A chunk overlapping a better one repeats its sentences; the slot goes to new text.
+            if not any(h.chunk.source == chunk.source and h.chunk.start < chunk.end and chunk.start < h.chunk.end
+                       for h in hits):
+                hits.append(Hit(chunk, row, score))
+                if len(hits) == top_k:
+                    break
+        return hits
 
 
 class FootnoteRetriever(BaseRetriever):

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     )
     device: str = Field("cpu", description="Torch device for the embedder (cpu, cuda, mps).")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Texts per encode call.")
+    embedding_cache_dir: Path | None = Field(
+        None, description="If set, embeddings are cached here by model and text hash, so re-indexing "
+        "embeds only new text.",
+    )
     chunk_size: int = Field(
         700, ge=100, le=4000,
         description="Most characters per chunk; ~175 word pieces, inside MiniLM's 256-token window.",
@@ -33,11 +37,17 @@ class Settings(BaseSettings):
         150, ge=0, le=2000, description="Characters of whole sentences repeated between chunks."
     )
     candidates: int = Field(
-        50, ge=1, le=1000, description="Hits taken from each retriever before fusion."
+        100, ge=1, le=1000, description="Passages each retrieval signal contributes before fusion."
     )
-    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
-    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
-    keyword_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    dense_weight: float = Field(0.5, ge=0, description="Weight of the dense (sentence) signal in fusion.")
+    keyword_weight: float = Field(0.5, ge=0, description="Weight of the BM25 signal in fusion.")
+    bm25_k1: float = Field(0.5, gt=0, description="BM25 term-frequency saturation (low: short questions match on presence).")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
+    reranker: str | None = Field(
+        None, description="A sentence-transformers CrossEncoder (local path) that reorders the "
+        "retrieved passages; off when unset.",
+    )
+    rerank_depth: int = Field(30, ge=1, le=200, description="Passages the reranker sees.")
     answer_threshold: float = Field(
         0.36, ge=0, le=1,
         description="Least support score of the best sentence for a question to count as answered.",

@@ -1,4 +1,5 @@
-"""The index on disk: a FAISS file, a JSON chunk table and ``manifest.json`` (see index/README.md).
+"""The index on disk: a FAISS file of sentence vectors, a JSON table of documents, chunks and
+sentences, and ``manifest.json`` (see index/README.md).
 
 Saving writes the data files under content-hashed names, then swaps ``manifest.json`` in with
 an atomic rename; the manifest is the commit point, so a crash at any moment leaves either the
@@ -22,12 +23,12 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .chunking import Chunk
+from .chunking import Chunk, Sentence
 from .documents import Document
 from .errors import IndexCorrupt, IndexMismatch, IndexMissing, IndexStateError
 
 FORMAT = "footnote-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 
@@ -44,11 +45,12 @@ class IndexConfig:
 @dataclass
 class IndexSnapshot:
     """One complete, immutable-by-convention state of the index: row i of ``vectors`` embeds
-    ``chunks[i]``."""
+    ``sentences[i]``."""
 
     config: IndexConfig
     documents: dict[str, Document]
     chunks: list[Chunk]
+    sentences: list[Sentence]
     vectors: faiss.Index
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
@@ -58,13 +60,13 @@ class IndexSnapshot:
             counts[chunk.source] += 1
         return counts
 
-    def vectors_by_source(self) -> dict[str, tuple[list[Chunk], np.ndarray]]:
-        """Each document's chunks and their vectors, read back in one pass."""
-        matrix = self.vectors.reconstruct_n(0, self.vectors.ntotal) if self.chunks else None
+    def vectors_by_source(self) -> dict[str, tuple[list[Sentence], np.ndarray]]:
+        """Each document's sentences and their vectors, read back in one pass."""
+        matrix = self.vectors.reconstruct_n(0, self.vectors.ntotal) if self.sentences else None
         rows: dict[str, list[int]] = {}
-        for i, chunk in enumerate(self.chunks):
-            rows.setdefault(chunk.source, []).append(i)
-        return {s: ([self.chunks[i] for i in idx], matrix[idx]) for s, idx in rows.items()}
+        for i, sentence in enumerate(self.sentences):
+            rows.setdefault(sentence.source, []).append(i)
+        return {s: ([self.sentences[i] for i in idx], matrix[idx]) for s, idx in rows.items()}
 
 
 def new_vector_index(vectors: np.ndarray, dimension: int) -> faiss.Index:
@@ -176,20 +178,23 @@ class IndexStore:
                 Chunk(c["id"], c["source"], c["start"], c["end"], documents[c["source"]].text[c["start"] : c["end"]])
                 for c in table["chunks"]
             ]
-        except (KeyError, TypeError) as exc:
+            sources = list(documents)
+            sentences = [Sentence(sources[d], a, b) for d, a, b in table["sentences"]]
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise IndexCorrupt(f"chunk table in {self.directory} is malformed") from exc
-        if vectors.ntotal != len(chunks) or vectors.d != config.dimension:
+        if vectors.ntotal != len(sentences) or vectors.d != config.dimension:
             raise IndexCorrupt(
-                f"index in {self.directory} holds {vectors.ntotal} vectors for {len(chunks)} chunks"
+                f"index in {self.directory} holds {vectors.ntotal} vectors for {len(sentences)} sentences"
             )
         for source, doc in documents.items():
             if manifest["documents"].get(source, {}).get("sha256") != doc.sha256:
                 raise IndexCorrupt(f"document {source!r} does not match its checksum in the manifest")
-        return IndexSnapshot(config, documents, chunks, vectors, manifest.get("created_at", ""))
+        return IndexSnapshot(config, documents, chunks, sentences, vectors, manifest.get("created_at", ""))
 
     def save(self, snapshot: IndexSnapshot) -> None:
         """Atomically replace the index with ``snapshot``. Call under ``writer_lock``."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        position = {source: i for i, source in enumerate(snapshot.documents)}
         table = json.dumps(
             {
                 "documents": [_document_record(d) for d in snapshot.documents.values()],
@@ -197,6 +202,8 @@ class IndexStore:
                     {"id": c.chunk_id, "source": c.source, "start": c.start, "end": c.end}
                     for c in snapshot.chunks
                 ],
+                # [document number, start, end]: compact, as there are several per chunk.
+                "sentences": [[position[x.source], x.start, x.end] for x in snapshot.sentences],
             },
             ensure_ascii=False,
         ).encode("utf-8")
@@ -220,7 +227,10 @@ class IndexStore:
             "documents": {
                 s: {"sha256": d.sha256, "chunks": counts[s]} for s, d in snapshot.documents.items()
             },
-            "counts": {"documents": len(snapshot.documents), "chunks": len(snapshot.chunks)},
+            "counts": {
+                "documents": len(snapshot.documents), "chunks": len(snapshot.chunks),
+                "sentences": len(snapshot.sentences),
+            },
             "files": files,
         }
         _write_atomic(self.manifest_path, json.dumps(manifest, indent=2).encode("utf-8"))

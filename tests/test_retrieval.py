@@ -1,19 +1,36 @@
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from service.engine import Engine
-from service.retrieval import FootnoteRetriever, fuse
+from service.retrieval import FootnoteRetriever, Scored
 
 
-def test_fusion_rewards_agreement_and_is_deterministic() -> None:
-    fused = fuse([([1, 2, 3], 1.0), ([3, 1, 4], 1.0)], rrf_k=60)
-    assert [row for row, _ in fused] == [1, 3, 2, 4]
-    assert fuse([([5, 6], 1.0), ([6, 5], 1.0)], 60) == fuse([([5, 6], 1.0), ([6, 5], 1.0)], 60)
+def test_standardized_scores_give_missing_rows_the_floor() -> None:
+    z, floor = Scored(np.array([4, 7, 9]), np.array([3.0, 2.0, 1.0], np.float32)).standardized()
+    assert z[4] > z[7] > z[9] == floor
+    assert z[7] == pytest.approx(0.0, abs=1e-6)
+    assert Scored(np.array([1, 2]), np.array([5.0, 5.0], np.float32)).standardized() == ({1: 0.0, 2: 0.0}, 0.0)
 
 
-def test_keyword_ranking_finds_exact_terms_dense_blurs(engine: Engine) -> None:
+def test_dense_and_keyword_signals_each_find_their_match(engine: Engine) -> None:
     index = engine.index
-    row = index.keyword("Article 51", 1)[0]
-    assert "Article 51" in index.snapshot.chunks[row].text
+    top = index.keyword("Article 51", 1)
+    assert "Article 51" in index.snapshot.chunks[int(top.rows[0])].text
+    # No word in common with the passage it should find.
+    query = engine.embedder.embed(["Pyongyang's soldiers deployed to fight for Moscow"])[0]
+    best = index.dense(query, 3)
+    assert "troops" in index.snapshot.chunks[int(best.rows[0])].text
+    assert list(best.scores) == sorted(best.scores, reverse=True)
+
+
+def test_passages_never_overlap(engine: Engine) -> None:
+    passages = engine.search("North Korea troops Russia Ukraine", top_k=10)
+    for a in passages:
+        for b in passages:
+            if a is not b and a.source == b.source:
+                assert a.end <= b.start or b.end <= a.start
 
 
 def test_langchain_retriever_returns_exact_spans(engine: Engine) -> None:

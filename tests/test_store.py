@@ -35,7 +35,8 @@ def test_round_trip_preserves_documents_chunks_and_vectors(workspace) -> None:  
     assert [(c.chunk_id, c.start, c.end, c.text) for c in loaded.chunks] == [
         (c.chunk_id, c.start, c.end, c.text) for c in saved.chunks
     ]
-    assert loaded.vectors.ntotal == len(loaded.chunks)
+    assert loaded.sentences == saved.sentences
+    assert loaded.vectors.ntotal == len(loaded.sentences)
     assert (loaded.vectors.reconstruct(0) == saved.vectors.reconstruct(0)).all()
     files = sorted(p.name for p in settings.index_dir.iterdir() if not p.name.startswith("."))
     assert len(files) == 3 and "manifest.json" in files
@@ -45,10 +46,10 @@ def test_round_trip_preserves_documents_chunks_and_vectors(workspace) -> None:  
 def test_sync_embeds_only_what_changed(workspace) -> None:  # noqa: ANN001
     settings, engine = workspace
     first = engine.sync()
-    assert len(first.added) == 2 and first.embedded_chunks == first.chunks
+    assert len(first.added) == 2 and first.embedded_sentences == first.sentences
 
     again = engine.sync()
-    assert not again.changed and again.embedded_chunks == 0
+    assert not again.changed and again.embedded_sentences == 0
 
     (settings.corpus_dir / "new.md").write_text("# Fresh memo\n\nThe memo mentions Zanzibar twice. Zanzibar.\n")
     edited = settings.corpus_dir / "004_db5665c2341ed43f.txt"
@@ -58,7 +59,7 @@ def test_sync_embeds_only_what_changed(workspace) -> None:  # noqa: ANN001
     assert report.added == ["new.md"]
     assert report.updated == ["004_db5665c2341ed43f.txt"]
     assert report.removed == ["000_ebf57527fa8dd4ca.txt"]
-    assert report.embedded_chunks == report.chunks  # the one unchanged document was removed
+    assert report.embedded_sentences == report.sentences  # the one unchanged document was removed
 
     answer = engine.ask("Which place does the memo mention?")
     assert answer.citations[0].source == "new.md"
@@ -117,7 +118,7 @@ def test_other_model_settings_are_refused_with_a_clear_message(workspace) -> Non
     other = index_config(engine.embedder, settings.chunk_size + 100, settings.chunk_overlap)
     store = IndexStore(settings.index_dir)
     snapshot = store.load()
-    store.save(type(snapshot)(other, snapshot.documents, snapshot.chunks, snapshot.vectors))
+    store.save(type(snapshot)(other, snapshot.documents, snapshot.chunks, snapshot.sentences, snapshot.vectors))
     fresh = Engine(settings, engine.embedder)
     with pytest.raises(IndexMismatch, match="chunker"):
         fresh.load()

@@ -14,24 +14,21 @@ sentence's document never mentions; with no sentence left, the question is refus
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..chunking import split_sentences
-from ..embedding import Embedder
 from ..retrieval import Hit, SearchIndex
 from ..text import Analyzer, related
 from ..models import Citation
 
 NOT_COVERED = "The documents do not cover this question."
 
-# Weights of the support score: the middle of the plateau of a grid search on the project's own
-# gold questions (tests/data/gold_qa.jsonl), checked on the shared seed set.
-_W_DENSE = 0.6
-_W_LEXICAL = 0.4
+# Weights of the support score: a grid search on SQuAD questions outside the benchmark sample
+# (answer accuracy 0.744-0.752 across 0.45-0.55 dense), constrained to pass the project's own gold
+# questions (tests/data/gold_qa.jsonl) and the shared seed set.
+_W_DENSE = 0.5
+_W_LEXICAL = 0.5
 _W_RANK = 0.04
 _W_TYPE = 0.05
 # Similarity at which a sentence supports a question without sharing a specific term with it.
@@ -84,57 +81,26 @@ def _expected_type(question: str) -> re.Pattern[str] | None:
 
 
 class ExtractiveAnswerer:
-    def __init__(
-        self,
-        embedder: Embedder,
-        analyzer: Analyzer,
-        threshold: float,
-        max_sentences: int,
-        cache_size: int = 20_000,
-    ) -> None:
-        self.embedder = embedder
+    def __init__(self, analyzer: Analyzer, threshold: float, max_sentences: int) -> None:
         self.analyzer = analyzer
         self.threshold = threshold
         self.max_sentences = max_sentences
-        self._cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
-        self._cache_lock = threading.Lock()
-
-    def _sentence_vectors(self, keys: list[tuple[str, int, int]], texts: list[str]) -> np.ndarray:
-        """Embeddings of candidate sentences, remembered across questions (LRU)."""
-        with self._cache_lock:
-            found = {k: self._cache[k] for k in keys if k in self._cache}
-            for k in found:
-                self._cache.move_to_end(k)
-        missing = [i for i, k in enumerate(keys) if k not in found]
-        if missing:
-            fresh = self.embedder.embed([texts[i] for i in missing])
-            with self._cache_lock:
-                for i, vector in zip(missing, fresh):
-                    found[keys[i]] = self._cache[keys[i]] = vector
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-        return np.vstack([found[k] for k in keys])
 
     def candidates(
         self, index: SearchIndex, question: str, query: np.ndarray, hits: list[Hit]
     ) -> list[Candidate]:
         """Every sentence of the retrieved passages with its support score, best first."""
         docs = index.snapshot.documents
-        seen: dict[tuple[str, int, int], int] = {}
-        texts: list[str] = []
+        seen: dict[int, int] = {}  # sentence row -> rank of the first passage holding it
         for rank, hit in enumerate(hits, start=1):
-            doc = docs[hit.chunk.source]
-            for span in split_sentences(doc.text, hit.chunk.start, hit.chunk.end):
-                key = (hit.chunk.source, span.start, span.end)
-                if key not in seen:
-                    seen[key] = rank
-                    texts.append(doc.text[span.start : span.end])
+            for row in index.chunk_sentences[hit.row]:
+                seen.setdefault(row, rank)
         if not seen:
             return []
-        keys = list(seen)
-        cache_keys = [(docs[s].sha256, a, b) for s, a, b in keys]
-        dense = self._sentence_vectors(cache_keys, texts) @ query.astype(np.float32)
+        rows = list(seen)
+        sentences = [index.sentence(r) for r in rows]
+        texts = [docs[x.source].text[x.start : x.end] for x in sentences]
+        dense = index.sentence_vectors(rows) @ query.astype(np.float32)
 
         q_terms = set(self.analyzer.terms(question))
         weights = {t: index.idf(t) for t in q_terms}
@@ -142,16 +108,16 @@ class ExtractiveAnswerer:
         specific_terms = {t for t, w in weights.items() if w > index.common_idf}
         expected = _expected_type(question)
         out = []
-        for (source, start, end), text, cos in zip(keys, texts, dense):
+        for row, x, text, cos in zip(rows, sentences, texts, dense):
             terms = set(self.analyzer.terms(text))
             matched = [t for t in weights if t in terms or any(related(t, u) for u in terms)]
             lexical = sum(weights[t] for t in matched) / total
-            rank = seen[(source, start, end)]
+            rank = seen[row]
             score = _W_DENSE * float(cos) + _W_LEXICAL * lexical + _W_RANK / rank
             if expected is not None and expected.search(text):
                 score += _W_TYPE
             specific = not specific_terms.isdisjoint(matched)
-            out.append(Candidate(source, start, end, text, rank, float(cos), lexical, score, specific))
+            out.append(Candidate(x.source, x.start, x.end, text, rank, float(cos), lexical, score, specific))
         out.sort(key=lambda c: (-c.score, c.passage_rank, c.source, c.start))
         return out
 
