@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIP_ARGS ?=
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup serve test bench
+.PHONY: setup setup-bench serve test bench bench-quality
 
 $(BIN)/footnote: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,3 +25,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench.latency
+
+setup-bench: setup
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+
+bench-quality: setup-bench
+	$(BIN)/python -m bench.quality --dataset scifact
+	$(BIN)/python -m bench.quality --dataset squad

@@ -28,7 +28,7 @@ class System(Protocol):
 class Footnote:
     name = "Footnote"
 
-    def __init__(self, workdir: Path, cache_dir: Path, **overrides: object) -> None:
+    def __init__(self, workdir: Path, cache_dir: Path | None, **overrides: object) -> None:
         self.workdir = workdir
         self.settings = Settings(
             corpus_dir=workdir / "corpus", index_dir=workdir / "index",

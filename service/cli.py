@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from .engine import Engine, build_engine
-from .errors import FootnoteError
+from .errors import FootnoteError, InvalidRequest
 from .evaluation import EvalReport, evaluate, load_gold
-from .models import Answer
+from .models import Answer, Filters
 from .settings import Settings, get_settings
 
 app = typer.Typer(
@@ -65,7 +66,7 @@ def _progress_bar():  # noqa: ANN202 - a progress callback
     def update(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr, leave=False)
+            bar = tqdm(total=total, unit="sentence", desc="embedding", file=sys.stderr, leave=False)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -94,9 +95,23 @@ def print_answer(answer: Answer) -> None:
 
 
 @app.command()
-def ask(question: str, top_k: TopK = 5, json_out: Json = False, url: Url = None) -> None:
+def ask(
+    question: str,
+    top_k: TopK = 5,
+    json_out: Json = False,
+    url: Url = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only this document (repeatable).")] = None,
+    date_from: Annotated[str | None, typer.Option(help="Only documents dated on/after YYYY-MM-DD.")] = None,
+    date_to: Annotated[str | None, typer.Option(help="Only documents dated on/before YYYY-MM-DD.")] = None,
+) -> None:
     """Answer a question with citations."""
-    answer = _backend(url).ask(question, top_k)
+    filters = None
+    if source or date_from or date_to:
+        try:
+            filters = Filters(source=source or None, date_from=date_from, date_to=date_to)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise InvalidRequest(f"bad filter: {exc.errors()[0]['msg']}") from exc
+    answer = _backend(url).ask(question, top_k, filters)
     if json_out:
         typer.echo(answer.model_dump_json())
     else:

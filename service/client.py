@@ -7,7 +7,7 @@ from urllib.parse import quote
 import httpx
 
 from .errors import DocumentNotFound, FootnoteError, InvalidRequest
-from .models import Answer, DocumentDetail
+from .models import Answer, DocumentDetail, Filters
 
 
 class RemoteEngine:
@@ -30,10 +30,11 @@ class RemoteEngine:
         kind = {404: DocumentNotFound, 422: InvalidRequest}.get(response.status_code, FootnoteError)
         raise kind(f"{self.url} answered {response.status_code}: {message}")
 
-    def ask(self, question: str, top_k: int = 5) -> Answer:
-        return Answer.model_validate_json(
-            self._request("POST", "/ask", json={"question": question, "top_k": top_k}).content
-        )
+    def ask(self, question: str, top_k: int = 5, filters: Filters | None = None) -> Answer:
+        body: dict[str, object] = {"question": question, "top_k": top_k}
+        if filters is not None:
+            body["filters"] = filters.model_dump(mode="json", exclude_none=True)
+        return Answer.model_validate_json(self._request("POST", "/ask", json=body).content)
 
     def document(self, source: str) -> DocumentDetail:
         return DocumentDetail.model_validate_json(

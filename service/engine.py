@@ -88,6 +88,10 @@ class Engine:
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
         index = self.index
+        if filters and filters.source:
+            unknown = sorted(set(filters.source) - index.snapshot.documents.keys())
+            if unknown:
+                raise InvalidRequest(f"filters.source names documents not in the index: {', '.join(unknown)}")
         query = self.embedder.embed([question])[0]
         if self.reranker is None:
             return index, query, self.retriever.search(index, question, query, top_k, filters)

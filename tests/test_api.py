@@ -112,3 +112,41 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/ask", "/documents", "/documents/{source}"} <= set(paths)
+
+
+OTHER = "004_db5665c2341ed43f.txt"
+
+
+def test_source_filter_restricts_retrieval_and_keeps_top_k(client: TestClient) -> None:
+    question = {"question": "What did NATO say about North Korean troops?", "top_k": 3}
+    unfiltered = client.post("/ask", json=question).json()
+    assert {p["source"] for p in unfiltered["passages"]} == {RESOLUTIONS, OTHER}
+    body = client.post("/ask", json={**question, "filters": {"source": [OTHER]}}).json()
+    # Filtering happens inside retrieval: top_k passages, all from the chosen document.
+    assert len(body["passages"]) == 3
+    assert {p["source"] for p in body["passages"] + body["citations"]} == {OTHER}
+    assert_spans_exact(body, client)
+
+
+def test_date_filter_admits_only_dated_documents_in_range(client: TestClient) -> None:
+    question = {"question": "Which resolutions were cited?"}
+    inside = client.post("/ask", json={**question, "filters": {"date_from": "2024-11-01", "date_to": "2024-11-30"}})
+    assert {p["source"] for p in inside.json()["passages"]} == {RESOLUTIONS}  # the other is undated
+    after = client.post("/ask", json={**question, "filters": {"date_from": "2025-01-01"}}).json()
+    assert after["passages"] == [] and after["citations"] == [] and not after["answerable"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "needle"),
+    [
+        ({"source": ["missing.txt"]}, "missing.txt"),
+        ({"date_from": "2024-12-01", "date_to": "2024-11-01"}, "date_from"),
+        ({"date_from": "November 1st"}, "date_from"),
+        ({"source": []}, "source"),
+        ({"author": "x"}, "author"),
+    ],
+)
+def test_bad_filters_are_422_naming_the_problem(client: TestClient, filters: dict, needle: str) -> None:
+    response = client.post("/ask", json={"question": "Which resolutions were cited?", "filters": filters})
+    assert response.status_code == 422
+    assert needle in response.text

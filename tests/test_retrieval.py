@@ -51,3 +51,27 @@ def test_concurrent_questions_get_the_single_threaded_answer(engine: Engine) -> 
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(engine.ask, questions * 8))
     assert answers == expected * 8
+
+
+class KeywordCountReranker:
+    """A small deterministic stand-in for a cross-encoder (no cross-encoder weights exist here):
+    scores a passage by how often it says "Ukraine"."""
+
+    name = "ukraine-counter"
+
+    def score(self, question: str, passages: list[str]) -> list[float]:
+        return [float(p.count("Ukraine")) for p in passages]
+
+
+def test_reranker_reorders_the_retrieved_pool(engine: Engine) -> None:
+    reranked = Engine(engine.settings, engine.embedder, KeywordCountReranker())
+    reranked._use(engine.index.snapshot)
+    question = "Which resolutions were cited?"
+    passages = reranked.search(question, top_k=3)
+    counts = [p.text.count("Ukraine") for p in passages]
+    assert len(passages) == 3 and counts == sorted(counts, reverse=True)
+    assert [p.score for p in passages] == [float(c) for c in counts]
+    # The pool it reorders is the retriever's own: the reranker changes order, not membership.
+    pool = {p.chunk_id for p in engine.search(question, top_k=engine.settings.rerank_depth)}
+    assert {p.chunk_id for p in passages} <= pool
+    assert max(counts) == max(p.text.count("Ukraine") for p in engine.search(question, top_k=30))

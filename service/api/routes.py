@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from ..engine import MAX_QUESTION_CHARS, MAX_TOP_K, Engine
-from ..models import Answer, DocumentDetail, DocumentSummary, Health
+from ..models import Answer, DocumentDetail, DocumentSummary, Filters, Health
 from .errors import ErrorBody
 
 router = APIRouter()
@@ -26,6 +26,7 @@ class AskRequest(BaseModel):
 
     question: StrictStr = Field(min_length=1, max_length=MAX_QUESTION_CHARS, examples=["Which resolutions were cited?"])
     top_k: StrictInt = Field(5, ge=1, le=MAX_TOP_K, description="Passages to retrieve.")
+    filters: Filters | None = Field(None, description="Restrict retrieval to matching documents.")
 
     @field_validator("question")
     @classmethod
@@ -46,7 +47,7 @@ def health(engine: EngineDep) -> Health:
 @router.post("/ask", response_model=Answer, responses=_UNAVAILABLE)
 def ask(body: AskRequest, engine: EngineDep) -> Answer:
     # A plain def: FastAPI runs it in its thread pool, so encoding never blocks the event loop.
-    return engine.ask(body.question, body.top_k)
+    return engine.ask(body.question, body.top_k, body.filters)
 
 
 @router.get("/documents", response_model=list[DocumentSummary], responses=_UNAVAILABLE)
