@@ -33,6 +33,11 @@ class Engine:
     def __init__(self, settings: Settings, embedder: Embedder, reranker: Reranker | None = None) -> None:
         self.settings = settings
         self.embedder = embedder
+        # Only documents go through the cache: questions are rarely repeated, and a disk
+        # look-up would sit on every question's path.
+        self._ingest_embedder: Embedder = (
+            CachedEmbedder(embedder, settings.embedding_cache_dir) if settings.embedding_cache_dir else embedder
+        )
         self.reranker = reranker
         self.store = IndexStore(settings.index_dir)
         self.analyzer = Analyzer()
@@ -71,7 +76,7 @@ class Engine:
         """Make the index hold exactly the documents under ``paths`` (default: the corpus)."""
         documents = load_documents(paths or [self.settings.corpus_dir])
         self.embedder.warm_up()
-        snapshot, report = sync_index(self.store, self.embedder, self._config(), documents, rebuild, progress)
+        snapshot, report = sync_index(self.store, self._ingest_embedder, self._config(), documents, rebuild, progress)
         self._use(snapshot)
         log.debug("index: %s", report.summary())
         return report
@@ -159,10 +164,6 @@ def _passages(hits: list[Hit]) -> list[Passage]:
 
 def build_engine(settings: Settings) -> Engine:
     """An engine with the configured embedder; nothing is loaded until first use or ``load``."""
-    embedder: Embedder = SentenceTransformerEmbedder(
-        settings.embedding_model, settings.device, settings.embed_batch_size
-    )
-    if settings.embedding_cache_dir is not None:
-        embedder = CachedEmbedder(embedder, settings.embedding_cache_dir)
+    embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.device, settings.embed_batch_size)
     reranker = CrossEncoderReranker(settings.reranker, settings.device) if settings.reranker else None
     return Engine(settings, embedder, reranker)

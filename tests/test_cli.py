@@ -94,6 +94,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_ask_filters_by_source_and_rejects_bad_dates(indexed: dict[str, str]) -> None:
+    only = "004_db5665c2341ed43f.txt"
+    result = footnote(indexed, "ask", "Which resolutions were cited?", "--json", "--source", only)
+    assert result.returncode == 0, result.stderr
+    assert {p["source"] for p in json.loads(result.stdout)["passages"]} == {only}
+    bad = footnote(indexed, "ask", "Which resolutions were cited?", "--date-from", "last week")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: bad filter")
+
+
 @pytest.fixture(scope="module")
 def server(indexed: dict[str, str]) -> Iterator[str]:
     port = _free_port()
