@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     device: str = Field("cpu", description="Torch device for the embedder (cpu, cuda, mps).")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Texts per encode call.")
     embedding_cache_dir: Path | None = Field(
-        None, description="If set, embeddings are cached here by model and text hash, so re-indexing "
+        None, description="If set, document embeddings are cached here by model and text hash, so re-indexing "
         "embeds only new text.",
     )
     chunk_size: int = Field(
