@@ -4,7 +4,6 @@ engine as `footnote index` and `/ask`), LangChain's stock tutorial pipeline, and
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Protocol
 
@@ -113,8 +112,3 @@ class PlainBM25:
 def workspace() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="footnote-bench-")
 
-
-def timed(fn, *args):  # type: ignore[no-untyped-def]
-    began = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - began
