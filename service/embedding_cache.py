@@ -49,6 +49,8 @@ class CachedEmbedder:
     def embed(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
         keys = [_key(t) for t in texts]
         found: dict[bytes, np.ndarray] = {}
         with closing(self._connect()) as conn:
@@ -67,6 +69,4 @@ class CachedEmbedder:
                 with conn:
                     conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
                 found.update(zip(missing, vectors))
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
         return np.vstack([found[k] for k in keys]).astype(np.float32, copy=False)
