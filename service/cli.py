@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from .documents import discover
 from .engine import Engine, build_engine
 from .errors import FootnoteError, InvalidRequest
 from .evaluation import EvalReport, evaluate, load_gold
@@ -76,11 +77,21 @@ def _progress_bar():  # noqa: ANN202 - a progress callback
 
 @app.command()
 def index(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (default: the corpus).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or folders to add or replace (default: sync the corpus).")
+    ] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-embed everything.")] = False,
 ) -> None:
-    """Build or update the index: embeds new and changed documents, drops removed ones."""
-    report = _engine().sync(paths or None, rebuild=rebuild, progress=_progress_bar())
+    """With no PATHs, make the index match the corpus folder (embeds new and changed documents,
+    drops removed ones). With PATHs, copy those documents into the corpus and index them."""
+    engine = _engine()
+    if paths:
+        if rebuild:
+            raise InvalidRequest("--rebuild applies to the whole corpus: give it without PATHs")
+        files = [(name, path.read_bytes()) for name, path in discover(paths).items()]
+        report = engine.add(files, progress=_progress_bar())
+    else:
+        report = engine.sync(rebuild=rebuild, progress=_progress_bar())
     typer.echo(f"indexed {report.summary()}")
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from .errors import CorpusError
+from .errors import CorpusError, InvalidRequest
+from .loaders import SUPPORTED_SUFFIXES, extract
 
-SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 
 # A leading "date 2024-11-09" (or "Date: 2024-11-09") header line or prefix.
 _DATE_HEADER = re.compile(r"\A\s*(?:date|published)\s*:?\s*(\d{4}-\d{2}-\d{2})\b[ \t]*\n?", re.I)
@@ -32,6 +33,12 @@ class Document:
     # Where the body starts after header lines (title/date), which are metadata, not content.
     body_start: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
+    # Offset of each page's first character, for formats with pages (PDF).
+    pages: tuple[int, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding ``offset``, or None for a document without pages."""
+        return bisect_right(self.pages, offset) if self.pages else None
 
     @cached_property
     def sha256(self) -> str:
@@ -59,22 +66,19 @@ def parse_document(source: str, text: str) -> Document:
 
 
 def read_document(path: Path, source: str) -> Document:
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise CorpusError(
-            f"{source}: unsupported file type {path.suffix or '(none)'!r}; "
-            f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
-        )
     try:
-        raw = path.read_bytes()
+        data = path.read_bytes()
     except OSError as exc:
         raise CorpusError(f"{source}: cannot read file ({exc.strerror})") from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{source}: not valid UTF-8 (byte {exc.start})") from exc
-    if not text.strip():
-        raise CorpusError(f"{source}: no text")
-    return parse_document(source, text)
+    return load_bytes(source, data)
+
+
+def load_bytes(source: str, data: bytes) -> Document:
+    """A Document from a file's bytes in any supported format."""
+    found = extract(source, data)
+    doc = parse_document(source, found.text)
+    title = doc.title or found.title
+    return replace(doc, title=title, pages=found.pages, metadata={**found.metadata, **doc.metadata})
 
 
 def discover(paths: Iterable[Path]) -> dict[str, Path]:
@@ -103,3 +107,20 @@ def discover(paths: Iterable[Path]) -> dict[str, Path]:
 
 def load_documents(paths: Iterable[Path]) -> list[Document]:
     return [read_document(path, source) for source, path in discover(paths).items()]
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]+")
+
+
+def safe_name(name: str) -> str:
+    """A relative source name that stays inside the folder it is written to: ``..``, absolute
+    roots, hidden-file dots, control and other odd characters are dropped or replaced."""
+    parts = []
+    for part in re.split(r"[/\\]+", name):
+        part = _UNSAFE.sub("_", "".join(ch for ch in part if ch.isprintable())).strip(" ._")
+        if part and part not in (".", ".."):
+            parts.append(part[:150])
+    cleaned = "/".join(parts)
+    if not cleaned or "." not in parts[-1]:
+        raise InvalidRequest(f"file name {name!r} has no usable name and extension")
+    return cleaned

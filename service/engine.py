@@ -4,6 +4,7 @@ call only this."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -11,16 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from .answering.extractive import ExtractiveAnswerer
-from .documents import load_documents
+from .documents import Document, load_bytes, load_documents, safe_name
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .embedding_cache import CachedEmbedder
-from .errors import DocumentNotFound, IndexMissing, InvalidRequest
+from .errors import DocumentNotFound, DocumentTooLarge, IndexMissing, InvalidRequest
 from .indexing import IndexReport, Progress, check_config, index_config, sync_index
 from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Passage
 from .reranking import CrossEncoderReranker, Reranker
 from .retrieval import Hit, HybridRetriever, SearchIndex
 from .settings import Settings
-from .store import IndexConfig, IndexSnapshot, IndexStore
+from .store import IndexConfig, IndexSnapshot, IndexStore, write_atomic
 from .text import Analyzer
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class Engine:
             CachedEmbedder(embedder, settings.embedding_cache_dir) if settings.embedding_cache_dir else embedder
         )
         self.reranker = reranker
+        # One writer at a time in this process (the store's file lock covers other processes).
+        self._write_lock = threading.Lock()
         self.store = IndexStore(settings.index_dir)
         self.analyzer = Analyzer()
         self.retriever = HybridRetriever(
@@ -70,16 +73,70 @@ class Engine:
     def _config(self) -> IndexConfig:
         return index_config(self.embedder, self.settings.chunk_size, self.settings.chunk_overlap)
 
-    def sync(
-        self, paths: Sequence[Path] | None = None, rebuild: bool = False, progress: Progress | None = None
-    ) -> IndexReport:
-        """Make the index hold exactly the documents under ``paths`` (default: the corpus)."""
-        documents = load_documents(paths or [self.settings.corpus_dir])
-        self.embedder.warm_up()
-        snapshot, report = sync_index(self.store, self._ingest_embedder, self._config(), documents, rebuild, progress)
-        self._use(snapshot)
+    def sync(self, rebuild: bool = False, progress: Progress | None = None) -> IndexReport:
+        """Make the index hold exactly the documents of the corpus folder."""
+        documents = load_documents([self.settings.corpus_dir])
+        with self._write_lock:
+            self.embedder.warm_up()
+            snapshot, report = sync_index(
+                self.store, self._ingest_embedder, self._config(), documents, rebuild, progress
+            )
+            self._use(snapshot)
         log.debug("index: %s", report.summary())
         return report
+
+    def add(self, files: Sequence[tuple[str, bytes]], progress: Progress | None = None) -> IndexReport:
+        """Add or replace documents given as (file name, bytes). Every file is read and checked
+        before anything changes; the call returns once the new index is durably saved."""
+        documents: dict[str, tuple[bytes, Document]] = {}
+        for raw_name, data in files:
+            name = safe_name(raw_name)
+            if len(data) > self.settings.max_upload_bytes:
+                raise DocumentTooLarge(f"{name}: {len(data)} bytes, over the limit of {self.settings.max_upload_bytes}")
+            if name in documents:
+                raise InvalidRequest(f"two files would both be named {name!r}")
+            documents[name] = (data, load_bytes(name, data))
+        with self._write_lock:
+            indexed = self.index.snapshot.documents if self.store.exists() else {}
+            by_hash = {d.sha256: s for s, d in indexed.items()}
+            duplicates = {
+                name: by_hash[doc.sha256] for name, (_, doc) in documents.items()
+                if by_hash.get(doc.sha256, name) != name
+            }
+            fresh = {n: v for n, v in documents.items() if n not in duplicates}
+            # The corpus copy first: were the process to die before the index is saved, the next
+            # sync of the corpus picks the file up; an acknowledged document is in both.
+            for name, (data, _) in fresh.items():
+                write_atomic(self._corpus_path(name), data)
+            self.embedder.warm_up()
+            snapshot, report = sync_index(
+                self.store, self._ingest_embedder, self._config(), [doc for _, doc in fresh.values()],
+                progress=progress, keep_others=True,
+            )
+            self._use(snapshot)
+        report.duplicates = duplicates
+        return report
+
+    def delete(self, source: str) -> IndexReport:
+        """Remove a document from the index and from the corpus folder."""
+        with self._write_lock:
+            if source not in self.index.snapshot.documents:
+                raise DocumentNotFound(f"no indexed document named {source!r}")
+            # The corpus copy first, so a crash in between cannot bring the document back.
+            self._corpus_path(source).unlink(missing_ok=True)
+            snapshot, report = sync_index(
+                self.store, self._ingest_embedder, self._config(), [], keep_others=True, remove=[source]
+            )
+            self._use(snapshot)
+        return report
+
+    def _corpus_path(self, name: str) -> Path:
+        root = self.settings.corpus_dir.resolve()
+        path = (root / name).resolve()
+        if not path.is_relative_to(root):  # safe_name already prevents this; never trust one check
+            raise InvalidRequest(f"file name {name!r} leaves the corpus folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     # -- questions ---------------------------------------------------------------------------
 
@@ -107,13 +164,13 @@ class Engine:
 
     def search(self, question: str, top_k: int = 5, filters: Filters | None = None) -> list[Passage]:
         """The passages for a question, best first, without composing an answer."""
-        _, _, hits = self._retrieve(question, top_k, filters)
-        return _passages(hits)
+        index, _, hits = self._retrieve(question, top_k, filters)
+        return _passages(index, hits)
 
     def ask(self, question: str, top_k: int = 5, filters: Filters | None = None) -> Answer:
         index, query, hits = self._retrieve(question, top_k, filters)
         text, citations = self.answerer.answer(index, question, query, hits)
-        passages = _passages(hits)
+        passages = _passages(index, hits)
         return Answer(
             question=question, answer=text,
             answerable=bool(citations), citations=citations, passages=passages,
@@ -152,11 +209,13 @@ class Engine:
         )
 
 
-def _passages(hits: list[Hit]) -> list[Passage]:
+def _passages(index: SearchIndex, hits: list[Hit]) -> list[Passage]:
+    docs = index.snapshot.documents
     return [
         Passage(
             rank=rank, source=h.chunk.source, chunk_id=h.chunk.chunk_id, text=h.chunk.text,
-            start=h.chunk.start, end=h.chunk.end, score=round(h.score, 6),
+            start=h.chunk.start, end=h.chunk.end, page=docs[h.chunk.source].page_at(h.chunk.start),
+            score=round(h.score, 6),
         )
         for rank, h in enumerate(hits, start=1)
     ]

@@ -4,6 +4,10 @@ FootnoteError
  +-- InvalidRequest        the caller asked for something malformed (422)
  +-- DocumentNotFound      no indexed document has that source name (404)
  +-- CorpusError           documents could not be read or named (422 / CLI error)
+ |    +-- UnsupportedType  a file type Footnote cannot read (415)
+ |    +-- InvalidDocument  a file of a known type that holds no usable text (422)
+ |    +-- DocumentTooLarge over the upload size limit (413)
+ +-- Unauthorized          a protected route without a valid API key (401)
  +-- IndexStateError       the index on disk is missing, locked, damaged or built differently
       +-- IndexMissing     nothing built yet
       +-- IndexMismatch    built with other settings (model, chunker, format)
@@ -26,6 +30,22 @@ class DocumentNotFound(FootnoteError):
 
 
 class CorpusError(FootnoteError):
+    pass
+
+
+class UnsupportedType(CorpusError):
+    pass
+
+
+class InvalidDocument(CorpusError):
+    pass
+
+
+class DocumentTooLarge(CorpusError):
+    pass
+
+
+class Unauthorized(FootnoteError):
     pass
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +27,8 @@ class IndexReport:
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    # Not added because the same text is indexed under another name: new name -> indexed name.
+    duplicates: dict[str, str] = field(default_factory=dict)
     documents: int = 0
     chunks: int = 0
     sentences: int = 0
@@ -44,6 +46,10 @@ class IndexReport:
             f"{len(self.updated)} updated, {len(self.removed)} removed, {len(self.unchanged)} unchanged "
             f"({self.embedded_sentences} of {self.sentences} sentences embedded in {self.seconds:.1f}s)"
         )
+        if self.duplicates:
+            text += "; already indexed under another name: " + ", ".join(
+                f"{new} (= {old})" for new, old in self.duplicates.items()
+            )
         return f"{text}; rebuilt: {self.rebuilt_because}" if self.rebuilt_because else text
 
 
@@ -75,8 +81,12 @@ def sync_index(
     documents: list[Document],
     rebuild: bool = False,
     progress: Progress | None = None,
+    *,
+    keep_others: bool = False,
+    remove: Collection[str] = (),
 ) -> tuple[IndexSnapshot, IndexReport]:
-    """Make the index hold exactly ``documents``; save only if something changed."""
+    """Make the index hold exactly ``documents`` or, with ``keep_others``, add or replace them
+    (and drop ``remove``) keeping what else it holds. Saves only if something changed."""
     began = time.perf_counter()
     report = IndexReport()
     with store.writer_lock():
@@ -90,14 +100,23 @@ def sync_index(
             except IndexMissing:
                 old = None
             except (IndexMismatch, IndexCorrupt) as exc:
+                if keep_others:  # rebuilding here would drop every other document
+                    raise
                 log.warning("rebuilding the index: %s", exc)
                 report.rebuilt_because = str(exc)
                 old = None
 
-        wanted = {d.source: d for d in sorted(documents, key=lambda d: d.source)}
+        given = {d.source for d in documents}
+        wanted = dict(old.documents) if keep_others and old else {}
+        wanted.update((d.source, d) for d in documents)
+        for source in remove:
+            wanted.pop(source, None)
+        wanted = dict(sorted(wanted.items()))
         size, overlap = config.chunker["chunk_size"], config.chunker["chunk_overlap"]
-        # Chunks are cheap to recompute; only sentence vectors are carried over.
-        chunks_of = {source: chunk_document(doc, size, overlap) for source, doc in wanted.items()}
+        chunks_of: dict[str, list[Chunk]] = {}
+        if old:
+            for chunk in old.chunks:
+                chunks_of.setdefault(chunk.source, []).append(chunk)
         old_vectors = old.vectors_by_source() if old else {}
         kept: dict[str, tuple[list[Sentence], np.ndarray]] = {}
         to_embed: list[Sentence] = []
@@ -105,9 +124,11 @@ def sync_index(
             previous = old.documents.get(source) if old else None
             if old and previous and previous.sha256 == doc.sha256:
                 kept[source] = old_vectors.get(source, ([], np.zeros((0, config.dimension), np.float32)))
-                report.unchanged.append(source)
+                if not keep_others or source in given:
+                    report.unchanged.append(source)
                 continue
             (report.updated if previous else report.added).append(source)
+            chunks_of[source] = chunk_document(doc, size, overlap)
             to_embed.extend(chunk_sentences(doc, chunks_of[source]))
         if old:
             report.removed = sorted(set(old.documents) - set(wanted))
@@ -141,7 +162,7 @@ def sync_index(
                 idx = fresh_by_source.get(source, [])
                 sentences.extend(to_embed[i] for i in idx)
                 rows.append(fresh[idx] if idx else np.zeros((0, config.dimension), np.float32))
-        chunks: list[Chunk] = [c for source in wanted for c in chunks_of[source]]
+        chunks: list[Chunk] = [c for source in wanted for c in chunks_of.get(source, [])]
         matrix = np.vstack(rows) if rows else np.zeros((0, config.dimension), np.float32)
         snapshot = IndexSnapshot(config, wanted, chunks, sentences, new_vector_index(matrix, config.dimension))
         store.save(snapshot)

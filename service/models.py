@@ -46,6 +46,7 @@ class Citation(BaseModel):
     quote: str = Field(description="Exactly text_of(source)[start:end].")
     start: int = Field(ge=0)
     end: int = Field(ge=0)
+    page: int | None = Field(None, description="1-based page of `start`, for paged formats (PDF).")
 
 
 class Passage(BaseModel):
@@ -55,6 +56,7 @@ class Passage(BaseModel):
     text: str = Field(description="Exactly text_of(source)[start:end].")
     start: int = Field(ge=0)
     end: int = Field(ge=0)
+    page: int | None = Field(None, description="1-based page of `start`, for paged formats (PDF).")
     score: float = Field(
         description="Ranking score, higher is better: fused retrieval, or the reranker's when one is set."
     )
@@ -86,3 +88,17 @@ class Health(BaseModel):
     documents: int
     chunks: int
     model: str
+
+
+class IndexChange(BaseModel):
+    """What a write did to the index. Nothing is reported before it is durably saved."""
+
+    added: list[str]
+    updated: list[str]
+    unchanged: list[str] = Field(description="Same name and same text: nothing to do.")
+    removed: list[str]
+    duplicates: dict[str, str] = Field(
+        description="Not added, the same text being indexed under another name: new name -> that name."
+    )
+    documents: int = Field(description="Documents in the index now.")
+    chunks: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -53,9 +53,21 @@ class Settings(BaseSettings):
         description="Least support score of the best sentence for a question to count as answered.",
     )
     max_answer_sentences: int = Field(2, ge=1, le=5, description="Sentences quoted per answer.")
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Largest request body POST /documents accepts (413 beyond)."
+    )
+    api_keys: SecretStr | None = Field(
+        None, description="Comma-separated keys; when set, writes (and /ask if protect_ask) need "
+        "`Authorization: Bearer <key>`.",
+    )
+    protect_ask: bool = Field(False, description="Require an API key for /ask as well.")
     host: str = Field("127.0.0.1", description="Address `footnote serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `footnote serve` binds.")
     log_level: str = Field("INFO", description="Python logging level.")
+
+    def keys(self) -> list[str]:
+        raw = self.api_keys.get_secret_value() if self.api_keys else ""
+        return [k.strip() for k in raw.split(",") if k.strip()]
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:

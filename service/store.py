@@ -81,7 +81,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temp file in the same directory, fsync it, rename over ``path``, fsync the dir."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -104,7 +104,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _document_record(doc: Document) -> dict[str, Any]:
     return {
         "source": doc.source, "sha256": doc.sha256, "title": doc.title, "date": doc.date,
-        "body_start": doc.body_start, "metadata": doc.metadata, "text": doc.text,
+        "body_start": doc.body_start, "metadata": doc.metadata, "pages": list(doc.pages), "text": doc.text,
     }
 
 
@@ -170,7 +170,8 @@ class IndexStore:
             config = IndexConfig(**manifest["config"])
             documents = {
                 d["source"]: Document(
-                    d["source"], d["text"], d["title"], d["date"], d["body_start"], d["metadata"]
+                    d["source"], d["text"], d["title"], d["date"], d["body_start"], d["metadata"],
+                    tuple(d["pages"]),
                 )
                 for d in table["documents"]
             }
@@ -212,7 +213,7 @@ class IndexStore:
         for key, data, suffix in (("chunks", table, "json"), ("vectors", vectors, "faiss")):
             digest = _sha256(data)
             name = f"{key}-{digest[:16]}.{suffix}"
-            _write_atomic(self.directory / name, data)
+            write_atomic(self.directory / name, data)
             files[key] = {"name": name, "sha256": digest, "bytes": len(data)}
         counts = snapshot.chunk_counts()
         manifest = {
@@ -233,7 +234,7 @@ class IndexStore:
             },
             "files": files,
         }
-        _write_atomic(self.manifest_path, json.dumps(manifest, indent=2).encode("utf-8"))
+        write_atomic(self.manifest_path, json.dumps(manifest, indent=2).encode("utf-8"))
         self._remove_unreferenced({f["name"] for f in files.values()})
 
     def _remove_unreferenced(self, keep: set[str]) -> None:

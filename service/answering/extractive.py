@@ -154,7 +154,10 @@ class ExtractiveAnswerer:
         for n, c in enumerate(chosen, start=1):
             doc = docs[c.source]
             citations.append(
-                Citation(id=n, source=c.source, title=doc.title, date=doc.date, quote=c.text, start=c.start, end=c.end)
+                Citation(
+                    id=n, source=c.source, title=doc.title, date=doc.date, quote=c.text,
+                    start=c.start, end=c.end, page=doc.page_at(c.start),
+                )
             )
             parts.append(f"{c.text} [{n}]")
         return " ".join(parts), citations

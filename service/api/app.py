@@ -13,6 +13,7 @@ from ..engine import Engine, build_engine
 from ..settings import Settings, get_settings
 from .errors import install_error_handlers
 from .routes import router
+from .security import BodyLimit
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
         description="Cited answers over your documents: every claim traceable to an exact quote.",
         lifespan=lifespan,
     )
+    limit = (settings or (engine.settings if engine else None) or get_settings()).max_upload_bytes
+    app.add_middleware(BodyLimit, limit=limit)
     install_error_handlers(app)
     app.include_router(router)
     return app

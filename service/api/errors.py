@@ -9,13 +9,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ..errors import DocumentNotFound, FootnoteError, IndexStateError, InvalidRequest
+from ..errors import (
+    CorpusError,
+    DocumentNotFound,
+    DocumentTooLarge,
+    FootnoteError,
+    IndexStateError,
+    InvalidRequest,
+    Unauthorized,
+    UnsupportedType,
+)
 
 log = logging.getLogger(__name__)
 
+# First match wins, so subclasses come before their bases.
 _STATUS: list[tuple[type[FootnoteError], int]] = [
     (InvalidRequest, 422),
     (DocumentNotFound, 404),
+    (UnsupportedType, 415),
+    (DocumentTooLarge, 413),
+    (CorpusError, 422),
+    (Unauthorized, 401),
     (IndexStateError, 503),
 ]
 
@@ -47,4 +61,5 @@ def install_error_handlers(app: FastAPI) -> None:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
         if status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        return JSONResponse(status_code=status, content={"detail": str(exc)})
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)
