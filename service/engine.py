@@ -97,8 +97,8 @@ class Engine:
                 raise InvalidRequest(f"two files would both be named {name!r}")
             documents[name] = (data, load_bytes(name, data))
         with self._write_lock:
-            indexed = self.index.snapshot.documents if self.store.exists() else {}
-            by_hash = {d.sha256: s for s, d in indexed.items()}
+            indexed = self.index.snapshot.documents if self.store.exists() else None
+            by_hash = {d.sha256: s for s, d in (indexed or {}).items()}
             duplicates = {
                 name: by_hash[doc.sha256] for name, (_, doc) in documents.items()
                 if by_hash.get(doc.sha256, name) != name
@@ -109,9 +109,11 @@ class Engine:
             for name, (data, _) in fresh.items():
                 write_atomic(self._corpus_path(name), data)
             self.embedder.warm_up()
+            # With no index yet, build it from the whole corpus, the new files included.
+            given = [doc for _, doc in fresh.values()] if indexed is not None else load_documents([self.settings.corpus_dir])
             snapshot, report = sync_index(
-                self.store, self._ingest_embedder, self._config(), [doc for _, doc in fresh.values()],
-                progress=progress, keep_others=True,
+                self.store, self._ingest_embedder, self._config(), given,
+                progress=progress, keep_others=indexed is not None,
             )
             self._use(snapshot)
         report.duplicates = duplicates

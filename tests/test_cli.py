@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from . import files
 from .conftest import DATA
 
 pytestmark = pytest.mark.slow
@@ -47,6 +49,21 @@ def test_reindex_skips_unchanged_documents(indexed: dict[str, str]) -> None:
     result = footnote(indexed, "index")
     assert result.returncode == 0
     assert "2 unchanged" in result.stdout and "(0 of " in result.stdout, result.stdout
+
+
+def test_index_paths_adds_documents_that_later_syncs_keep(env: dict[str, str], tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(env["FOOTNOTE_CORPUS_DIR"], corpus)
+    own = {**env, "FOOTNOTE_CORPUS_DIR": str(corpus), "FOOTNOTE_INDEX_DIR": str(tmp_path / "index")}
+    extra = tmp_path / "inbox" / "brief.html"
+    extra.parent.mkdir()
+    extra.write_bytes(files.html("Brief", ["The ferry to Ostrava was cancelled twice."]))
+    added = footnote(own, "index", str(extra))
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("indexed 3 documents") and "3 added" in added.stdout
+    assert (corpus / "brief.html").read_bytes() == extra.read_bytes()
+    synced = footnote(own, "index")
+    assert "3 unchanged" in synced.stdout, synced.stdout
 
 
 def test_ask_json_is_the_api_response_body(indexed: dict[str, str], client: TestClient) -> None:

@@ -214,3 +214,17 @@ def test_asks_during_an_ingest_see_the_old_or_the_new_state(workspace) -> None: 
     # The extra documents do not touch this answer: every reply equals the one before and after.
     assert before["answer"] == after["answer"]
     assert all(r["answer"] == before["answer"] and r["citations"] == before["citations"] for r in seen)
+
+
+def test_a_body_without_length_is_cut_off_at_the_limit(workspace) -> None:  # noqa: ANN001
+    client, settings = workspace
+    before = manifest_hash(settings)
+
+    def stream() -> Iterator[bytes]:
+        yield b'--x\r\nContent-Disposition: form-data; name="files"; filename="huge.txt"\r\n\r\n'
+        for _ in range(1000):  # 10 MB offered, 50x the limit, with no Content-Length
+            yield b"y" * 10_000
+
+    response = client.post("/documents", content=stream(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 413 and "limit" in response.text
+    assert manifest_hash(settings) == before

@@ -1,0 +1,27 @@
+"""Run by test_crash.py as a subprocess: ingest documents one by one forever, printing
+"ack NAME" only after each add returns (i.e. after the index is durably saved)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from service.engine import build_engine
+from service.settings import Settings
+
+
+def main(corpus: str, index: str, first: int) -> None:
+    engine = build_engine(Settings(corpus_dir=Path(corpus), index_dir=Path(index)))
+    engine.embedder.warm_up()
+    print("ready", flush=True)
+    i = first
+    while True:
+        name = f"doc-{i:04d}.txt"
+        text = f"Dispatch {i}. The relief convoy {i} reached checkpoint {i * 7} before nightfall. " * 3
+        engine.add([(name, text.encode())])
+        print(f"ack {name}", flush=True)
+        i += 1
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
