@@ -24,8 +24,8 @@ RUN pip install --no-cache-dir torch==2.13.0 ${TORCH_PIP_ARGS} \
 COPY corpus ./corpus
 COPY prompts ./prompts
 COPY index/README.md ./index/README.md
-# Build the index into the image so the container serves at once.
-RUN footnote index && chown -R footnote:footnote /app/index
+# Build the index into the image so the container serves at once; uploads land in corpus/.
+RUN footnote index && chown -R footnote:footnote /app/index /app/corpus
 
 USER 10001
 EXPOSE 8000

@@ -101,8 +101,9 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         parts = []
-        # Batches of a few hundred keep progress reports moving without slowing encode.
-        step = max(self.batch_size * 8, 256)
+        # Small steps: progress keeps moving, and a question waiting on the lock (encode is
+        # serialized) waits for one step, not for a whole ingest.
+        step = self.batch_size * 2
         for i in range(0, len(texts), step):
             batch = list(texts[i : i + step])
             with self._lock:
