@@ -15,7 +15,7 @@ from .answering.extractive import ExtractiveAnswerer
 from .documents import Document, load_bytes, load_documents, safe_name
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .embedding_cache import CachedEmbedder
-from .errors import DocumentNotFound, DocumentTooLarge, IndexMissing, InvalidRequest
+from .errors import DocumentNotFound, DocumentTooLarge, IndexMissing, IndexStateError, InvalidRequest
 from .indexing import IndexReport, Progress, check_config, index_config, sync_index
 from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Passage
 from .reranking import CrossEncoderReranker, Reranker
@@ -50,16 +50,29 @@ class Engine:
         self.answerer = ExtractiveAnswerer(self.analyzer, settings.answer_threshold, settings.max_answer_sentences)
         # Replaced whole (never mutated) when the index changes, so readers need no lock.
         self._index: SearchIndex | None = None
+        self._version: tuple[int, int] | None = None
+        self._reload_lock = threading.Lock()
 
     # -- the index ---------------------------------------------------------------------------
 
     def _use(self, snapshot: IndexSnapshot) -> None:
         self._index = SearchIndex(snapshot, self.analyzer, self.settings.bm25_k1, self.settings.bm25_b)
+        self._version = self.store.version()
 
     @property
     def index(self) -> SearchIndex:
+        """The current index, reloaded when another process (say `footnote index` beside a running
+        server) has saved a newer one: a stat of the manifest per call."""
         if self._index is None:
             self.load()
+        elif self.store.version() != self._version and self._reload_lock.acquire(blocking=False):
+            try:
+                self.load()
+            except IndexStateError as exc:  # keep answering from what is loaded
+                log.warning("index changed on disk but cannot be loaded: %s", exc)
+                self._version = self.store.version()
+            finally:
+                self._reload_lock.release()
         assert self._index is not None
         return self._index
 

@@ -119,6 +119,14 @@ class IndexStore:
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
+    def version(self) -> tuple[int, int] | None:
+        """Changes whenever a save commits (the manifest is replaced); None without an index."""
+        try:
+            stat = self.manifest_path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_mtime_ns, stat.st_ino
+
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:
         """One writer at a time across processes; a second writer fails at once, clearly."""

@@ -228,3 +228,11 @@ def test_a_body_without_length_is_cut_off_at_the_limit(workspace) -> None:  # no
     response = client.post("/documents", content=stream(), headers={"content-type": "multipart/form-data; boundary=x"})
     assert response.status_code == 413 and "limit" in response.text
     assert manifest_hash(settings) == before
+
+
+def test_a_server_sees_documents_another_process_added(workspace, embedder) -> None:  # noqa: ANN001
+    client, settings = workspace
+    other = Engine(settings, embedder)  # e.g. `footnote index PATH` beside the running server
+    other.add([("late.txt", b"The lighthouse keeper logged nine storms in March.")])
+    body = client.post("/ask", json={"question": "How many storms did the lighthouse keeper log?"}).json()
+    assert body["citations"] and body["citations"][0]["source"] == "late.txt"
