@@ -78,7 +78,7 @@ def load_bytes(source: str, data: bytes) -> Document:
     found = extract(source, data)
     doc = parse_document(source, found.text)
     title = doc.title or found.title
-    return replace(doc, title=title, pages=found.pages, metadata={**found.metadata, **doc.metadata})
+    return replace(doc, title=title, pages=found.pages)
 
 
 def discover(paths: Iterable[Path]) -> dict[str, Path]:

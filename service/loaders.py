@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from xml.etree import ElementTree
 
@@ -29,7 +29,6 @@ class Extracted:
     # Offset of each page's first character (PDF), for page numbers in citations.
     pages: tuple[int, ...] = ()
     title: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def suffix_of(name: str) -> str:
