@@ -95,14 +95,26 @@ def index(
     typer.echo(f"indexed {report.summary()}")
 
 
-def print_answer(answer: Answer) -> None:
-    typer.echo(answer.answer)
+def print_answer(answer: Answer, streamed: str | None = None) -> None:
+    """The answer (unless it was already printed as it streamed), its sources and its flags."""
+    if streamed is None:
+        typer.echo(answer.answer)
+    elif " ".join(streamed.split()) != " ".join(answer.answer.split()):
+        typer.echo(f"\n\n{answer.answer}" if streamed else answer.answer)
+    else:
+        typer.echo()
+    if answer.fallback_reason:
+        typer.echo(f"\n(LLM mode failed, so this answer is quoted: {answer.fallback_reason})", err=True)
     if answer.citations:
         typer.echo("\nSources:")
         for c in answer.citations:
             meta = ", ".join(x for x in (c.title, c.date) if x)
             typer.echo(f"  [{c.id}] {c.source}{f' ({meta})' if meta else ''} [{c.start}:{c.end}]")
             typer.echo(f"      \u201c{c.quote}\u201d")
+    for u in answer.unsupported:
+        typer.echo(f"\nUnsupported: \u201c{u.sentence}\u201d ({u.reason})")
+    if answer.dropped_markers:
+        typer.echo(f"\nRemoved markers naming no passage: {', '.join(f'[{n}]' for n in answer.dropped_markers)}")
 
 
 @app.command()
@@ -114,19 +126,30 @@ def ask(
     source: Annotated[list[str] | None, typer.Option(help="Only this document (repeatable).")] = None,
     date_from: Annotated[str | None, typer.Option(help="Only documents dated on/after YYYY-MM-DD.")] = None,
     date_to: Annotated[str | None, typer.Option(help="Only documents dated on/before YYYY-MM-DD.")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="extractive or llm (default FOOTNOTE_ANSWER_MODE).")
+    ] = None,
 ) -> None:
-    """Answer a question with citations."""
+    """Answer a question with citations. An LLM answer is printed as it is written."""
+    if mode not in (None, "extractive", "llm"):
+        raise InvalidRequest(f"--mode must be extractive or llm, got {mode!r}")
     filters = None
     if source or date_from or date_to:
         try:
             filters = Filters(source=source or None, date_from=date_from, date_to=date_to)  # type: ignore[arg-type]
         except ValidationError as exc:
             raise InvalidRequest(f"bad filter: {exc.errors()[0]['msg']}") from exc
-    answer = _backend(url).ask(question, top_k, filters)
+    backend = _backend(url)
     if json_out:
-        typer.echo(answer.model_dump_json())
-    else:
-        print_answer(answer)
+        typer.echo(backend.ask(question, top_k, filters, mode).model_dump_json())  # type: ignore[arg-type]
+        return
+    streamed = ""
+    for event in backend.ask_stream(question, top_k, filters, mode):  # type: ignore[arg-type]
+        if isinstance(event, Answer):
+            print_answer(event, streamed)
+        else:
+            typer.echo(event, nl=False)
+            streamed += event
 
 
 @app.command()

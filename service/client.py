@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Sequence
 from urllib.parse import quote
 
 import httpx
 
 from .errors import DocumentNotFound, FootnoteError, InvalidRequest
-from .models import Answer, DocumentDetail, Filters
+from .models import Answer, DocumentDetail, Filters, Mode, Turn
 
 
 class RemoteEngine:
@@ -20,8 +22,11 @@ class RemoteEngine:
             response = self._http.request(method, path, **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as exc:
             raise FootnoteError(f"cannot reach {self.url}: {exc}") from exc
-        if response.is_success:
-            return response
+        if not response.is_success:
+            self._raise(response)
+        return response
+
+    def _raise(self, response: httpx.Response) -> None:
         try:
             body = response.json()
             message = body.get("message") or body.get("detail")
@@ -30,13 +35,53 @@ class RemoteEngine:
         kind = {404: DocumentNotFound, 422: InvalidRequest}.get(response.status_code, FootnoteError)
         raise kind(f"{self.url} answered {response.status_code}: {message}")
 
-    def ask(self, question: str, top_k: int = 5, filters: Filters | None = None) -> Answer:
-        body: dict[str, object] = {"question": question, "top_k": top_k}
-        if filters is not None:
-            body["filters"] = filters.model_dump(mode="json", exclude_none=True)
+    def ask(
+        self, question: str, top_k: int = 5, filters: Filters | None = None,
+        mode: Mode | None = None, history: Sequence[Turn] = (),
+    ) -> Answer:
+        body = _ask_body(question, top_k, filters, mode, history)
         return Answer.model_validate_json(self._request("POST", "/ask", json=body).content)
+
+    def ask_stream(
+        self, question: str, top_k: int = 5, filters: Filters | None = None,
+        mode: Mode | None = None, history: Sequence[Turn] = (),
+    ) -> Iterator[str | Answer]:
+        """What `Engine.ask_stream` yields, read from the server's `/ask/stream` events."""
+        body = _ask_body(question, top_k, filters, mode, history)
+        try:
+            with self._http.stream("POST", "/ask/stream", json=body) as response:
+                if not response.is_success:
+                    response.read()
+                    self._raise(response)
+                event = ""
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        data = line[6:]
+                        if event == "token":
+                            yield json.loads(data)["text"]
+                        elif event == "answer":
+                            yield Answer.model_validate_json(data)
+                        elif event == "error":
+                            raise FootnoteError(f"{self.url} failed mid-answer: {json.loads(data)['detail']}")
+        except httpx.HTTPError as exc:
+            raise FootnoteError(f"cannot reach {self.url}: {exc}") from exc
 
     def document(self, source: str) -> DocumentDetail:
         return DocumentDetail.model_validate_json(
             self._request("GET", f"/documents/{quote(source)}").content
         )
+
+
+def _ask_body(
+    question: str, top_k: int, filters: Filters | None, mode: Mode | None, history: Sequence[Turn]
+) -> dict[str, object]:
+    body: dict[str, object] = {"question": question, "top_k": top_k}
+    if filters is not None:
+        body["filters"] = filters.model_dump(mode="json", exclude_none=True)
+    if mode is not None:
+        body["mode"] = mode
+    if history:
+        body["history"] = [t.model_dump() for t in history]
+    return body

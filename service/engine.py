@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .answering.extractive import ExtractiveAnswerer
+from .answering.extractive import NOT_COVERED, ExtractiveAnswerer
+from .answering.generative import GenerativeAnswerer, LLMError, build_chat_model
+from .answering.grounding import Grounder, cleaned_stream
 from .documents import Document, load_bytes, load_documents, safe_name
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .embedding_cache import CachedEmbedder
 from .errors import DocumentNotFound, DocumentTooLarge, IndexMissing, IndexStateError, InvalidRequest
 from .indexing import IndexReport, Progress, check_config, index_config, sync_index
-from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Passage
+from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Mode, Passage, Turn
+from .prompts import load_prompts
 from .reranking import CrossEncoderReranker, Reranker
 from .retrieval import Hit, HybridRetriever, SearchIndex
 from .settings import Settings
@@ -31,7 +34,10 @@ MAX_TOP_K = 50
 
 
 class Engine:
-    def __init__(self, settings: Settings, embedder: Embedder, reranker: Reranker | None = None) -> None:
+    def __init__(
+        self, settings: Settings, embedder: Embedder, reranker: Reranker | None = None,
+        generator: GenerativeAnswerer | None = None,
+    ) -> None:
         self.settings = settings
         self.embedder = embedder
         # Only documents go through the cache: questions are rarely repeated, and a disk
@@ -48,6 +54,8 @@ class Engine:
             embedder, settings.candidates, settings.dense_weight, settings.keyword_weight
         )
         self.answerer = ExtractiveAnswerer(self.analyzer, settings.answer_threshold, settings.max_answer_sentences)
+        self.generator = generator
+        self.grounder = Grounder(self.analyzer, embedder, settings.support_threshold)
         # Replaced whole (never mutated) when the index changes, so readers need no lock.
         self._index: SearchIndex | None = None
         self._version: tuple[int, int] | None = None
@@ -155,20 +163,22 @@ class Engine:
 
     # -- questions ---------------------------------------------------------------------------
 
-    def _retrieve(
-        self, question: str, top_k: int, filters: Filters | None
-    ) -> tuple[SearchIndex, np.ndarray, list[Hit]]:
+    def _validate(self, question: str, top_k: int, filters: Filters | None) -> None:
         if not question.strip():
             raise InvalidRequest("question must not be empty")
         if len(question) > MAX_QUESTION_CHARS:
             raise InvalidRequest(f"question must be at most {MAX_QUESTION_CHARS} characters, got {len(question)}")
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
-        index = self.index
         if filters and filters.source:
-            unknown = sorted(set(filters.source) - index.snapshot.documents.keys())
+            unknown = sorted(set(filters.source) - self.index.snapshot.documents.keys())
             if unknown:
                 raise InvalidRequest(f"filters.source names documents not in the index: {', '.join(unknown)}")
+
+    def _retrieve(
+        self, question: str, top_k: int, filters: Filters | None
+    ) -> tuple[SearchIndex, np.ndarray, list[Hit]]:
+        index = self.index
         query = self.embedder.embed([question])[0]
         if self.reranker is None:
             return index, query, self.retriever.search(index, question, query, top_k, filters)
@@ -179,16 +189,80 @@ class Engine:
 
     def search(self, question: str, top_k: int = 5, filters: Filters | None = None) -> list[Passage]:
         """The passages for a question, best first, without composing an answer."""
+        self._validate(question, top_k, filters)
         index, _, hits = self._retrieve(question, top_k, filters)
         return _passages(index, hits)
 
-    def ask(self, question: str, top_k: int = 5, filters: Filters | None = None) -> Answer:
-        index, query, hits = self._retrieve(question, top_k, filters)
-        text, citations = self.answerer.answer(index, question, query, hits)
+    def ask(
+        self, question: str, top_k: int = 5, filters: Filters | None = None,
+        mode: Mode | None = None, history: Sequence[Turn] = (),
+    ) -> Answer:
+        for event in self.ask_stream(question, top_k, filters, mode, history):
+            if isinstance(event, Answer):
+                return event
+        raise AssertionError("ask_stream ends with its Answer")
+
+    def ask_stream(
+        self, question: str, top_k: int = 5, filters: Filters | None = None,
+        mode: Mode | None = None, history: Sequence[Turn] = (),
+    ) -> Iterator[str | Answer]:
+        """The answer's text as it is produced, then the checked Answer (whose ``answer`` is the
+        one to keep: markers naming no passage are gone from it). Extractive answers come whole.
+        When the LLM fails, the extractive answer is given, with ``fallback_reason``."""
+        self._validate(question, top_k, filters)
+        mode = mode or self.settings.answer_mode
+        if mode == "llm" and self.generator is None:
+            raise InvalidRequest("mode 'llm' needs an LLM endpoint: set FOOTNOTE_LLM_BASE_URL")
+        history = list(history)[-self.settings.max_history_turns:] if self.settings.max_history_turns else []
+        if mode == "extractive" or self.generator is None:
+            answer = self._extractive(question, *self._retrieve(question, top_k, filters))
+            yield answer.answer
+            yield answer
+            return
+        standalone: str | None = None
+        try:
+            if history:
+                standalone = self.generator.condense(history, question)
+        except LLMError as exc:
+            log.warning("LLM mode: %s; answering extractively", exc)
+            answer = self._extractive(question, *self._retrieve(question, top_k, filters))
+            yield answer.answer
+            yield answer.model_copy(update={"fallback_reason": str(exc)})
+            return
+        index, query, hits = self._retrieve(standalone or question, top_k, filters)
         passages = _passages(index, hits)
+        if not hits:
+            yield NOT_COVERED
+            yield Answer(question=question, answer=NOT_COVERED, answerable=False, citations=[], passages=[],
+                         mode="llm", standalone_question=standalone)
+            return
+        raw: list[str] = []  # the model's own text, which the check reads (dropped markers and all)
+
+        def recorded(tokens: Iterator[str]) -> Iterator[str]:
+            for token in tokens:
+                raw.append(token)
+                yield token
+
+        try:
+            messages = self.generator.messages(standalone or question, hits, index.snapshot.documents)
+            yield from cleaned_stream(recorded(self.generator.stream(messages)), hits)
+        except LLMError as exc:
+            log.warning("LLM mode: %s; answering extractively", exc)
+            answer = self._extractive(question, index, query, hits)
+            yield answer.model_copy(update={"fallback_reason": str(exc), "standalone_question": standalone})
+            return
+        checked = self.grounder.check("".join(raw), index, hits)
+        yield Answer(
+            question=question, answer=checked.text, answerable=checked.answerable, citations=checked.citations,
+            passages=passages, mode="llm", standalone_question=standalone, unsupported=checked.unsupported,
+            dropped_markers=checked.dropped_markers,
+        )
+
+    def _extractive(self, question: str, index: SearchIndex, query: np.ndarray, hits: list[Hit]) -> Answer:
+        text, citations = self.answerer.answer(index, question, query, hits)
         return Answer(
-            question=question, answer=text,
-            answerable=bool(citations), citations=citations, passages=passages,
+            question=question, answer=text, answerable=bool(citations), citations=citations,
+            passages=_passages(index, hits),
         )
 
     # -- documents ---------------------------------------------------------------------------
@@ -240,4 +314,16 @@ def build_engine(settings: Settings) -> Engine:
     """An engine with the configured embedder; nothing is loaded until first use or ``load``."""
     embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.device, settings.embed_batch_size)
     reranker = CrossEncoderReranker(settings.reranker, settings.device) if settings.reranker else None
-    return Engine(settings, embedder, reranker)
+    return Engine(settings, embedder, reranker, build_generator(settings))
+
+
+def build_generator(settings: Settings) -> GenerativeAnswerer | None:
+    """The LLM answerer when an endpoint is configured (no connection is made here)."""
+    if not settings.llm_base_url:
+        return None
+    chat = build_chat_model(
+        settings.llm_base_url, settings.llm_model,
+        settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        settings.llm_timeout, settings.llm_max_retries, settings.llm_temperature, settings.llm_max_tokens,
+    )
+    return GenerativeAnswerer(chat, load_prompts(settings.prompts_dir), settings.llm_timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -62,12 +63,46 @@ class Passage(BaseModel):
     )
 
 
+Mode = Literal["extractive", "llm"]
+
+
+class Turn(BaseModel):
+    """An earlier question and its answer, for follow-ups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(max_length=4000)
+    answer: str = Field("", max_length=8000)
+
+
+class Unsupported(BaseModel):
+    """A generated sentence the documents do not back: uncited, or its cited passages do not
+    say it."""
+
+    sentence: str = Field(description="The sentence as it appears in `answer`.")
+    citations: list[int] = Field(description="The [n] it cites; empty when it cites nothing.")
+    reason: str
+
+
 class Answer(BaseModel):
     question: str
     answer: str = Field(description="The answer; [n] markers name citations.")
     answerable: bool = Field(description="False when the documents do not answer the question.")
     citations: list[Citation]
     passages: list[Passage]
+    mode: Mode = Field("extractive", description="The answerer that produced `answer`.")
+    fallback_reason: str | None = Field(
+        None, description="Why LLM mode was asked for but the extractive answer is given."
+    )
+    standalone_question: str | None = Field(
+        None, description="The follow-up rewritten as a standalone question, when history was given (LLM mode)."
+    )
+    unsupported: list[Unsupported] = Field(
+        default_factory=list, description="Generated sentences that no cited passage supports (LLM mode)."
+    )
+    dropped_markers: list[int] = Field(
+        default_factory=list, description="[n] markers the model wrote that name no passage; removed from `answer`."
+    )
 
 
 class DocumentSummary(BaseModel):

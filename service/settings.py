@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# The prompts/ folder of the project (a working copy or the Docker image), wherever the CLI runs.
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 
 class Settings(BaseSettings):
@@ -53,6 +56,28 @@ class Settings(BaseSettings):
         description="Least support score of the best sentence for a question to count as answered.",
     )
     max_answer_sentences: int = Field(2, ge=1, le=5, description="Sentences quoted per answer.")
+    answer_mode: Literal["extractive", "llm"] = Field(
+        "extractive", description="Default answerer: quote sentences (offline), or generate with the LLM."
+    )
+    llm_base_url: str | None = Field(
+        None, description="An OpenAI-compatible endpoint, e.g. http://localhost:8080/v1 (vLLM, llama.cpp, "
+        "Ollama, OpenAI); LLM mode needs it.",
+    )
+    llm_model: str = Field("default", description="Model name sent to the endpoint.")
+    llm_api_key: SecretStr | None = Field(None, description="Bearer key for the endpoint, if it needs one.")
+    llm_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds an LLM call may take in all before the extractive fallback."
+    )
+    llm_max_retries: int = Field(1, ge=0, le=5, description="Retries of a failed LLM call (within the timeout).")
+    llm_temperature: float = Field(0.0, ge=0, le=2)
+    llm_max_tokens: int = Field(512, ge=16, le=8192, description="Most tokens an answer may have.")
+    prompts_dir: Path = Field(PROMPTS_DIR, description="Prompt templates (see prompts/README.md).")
+    support_threshold: float = Field(
+        0.45, ge=0, le=1,
+        description="Least support (semantic + lexical) a cited passage sentence must give a generated "
+        "sentence for it not to be flagged unsupported.",
+    )
+    max_history_turns: int = Field(10, ge=0, le=50, description="Earlier turns a follow-up may carry.")
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, ge=1, description="Largest request body POST /documents accepts (413 beyond)."
     )
@@ -75,6 +100,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"chunk_overlap must be < chunk_size, got {self.chunk_overlap} >= {self.chunk_size}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _llm_configured(self) -> Settings:
+        if self.answer_mode == "llm" and not self.llm_base_url:
+            raise ValueError("answer_mode 'llm' needs FOOTNOTE_LLM_BASE_URL (an OpenAI-compatible endpoint)")
         return self
 
 

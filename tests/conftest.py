@@ -11,8 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.engine import Engine, build_engine
+from service.engine import Engine, build_engine, build_generator
 from service.settings import Settings
+
+from .fake_openai import FakeLLM, Running
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -57,3 +59,35 @@ def shared(path: str) -> Path:
     if not target.exists():
         pytest.skip(f"{target} not present (../shared exists only in the dev/CI workspace)")
     return target
+
+
+# LLM mode, against the scripted OpenAI-compatible server of fake_openai.py.
+CANARY_KEY = "sk-canary-7f3a9c1e"
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLM]:
+    fake = FakeLLM()
+    with Running(fake.app()) as url:
+        fake.url = url
+        yield fake
+
+
+def llm_settings(settings: Settings, url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "corpus_dir": settings.corpus_dir, "index_dir": settings.index_dir, "llm_base_url": f"{url}/v1",
+        "llm_model": "scripted", "llm_api_key": CANARY_KEY, "llm_timeout": 2.0, "llm_max_retries": 0,
+    }
+    return Settings(**{**values, **overrides})
+
+
+@pytest.fixture(scope="session")
+def llm_engine(engine: Engine, fake_llm: FakeLLM) -> Engine:
+    s = llm_settings(engine.settings, fake_llm.url, answer_mode="llm")
+    return Engine(s, engine.embedder, generator=build_generator(s))
+
+
+@pytest.fixture(scope="session")
+def llm_client(llm_engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(engine=llm_engine)) as client:
+        yield client

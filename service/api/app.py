@@ -12,6 +12,7 @@ from .. import __version__
 from ..engine import Engine, build_engine
 from ..settings import Settings, get_settings
 from .errors import install_error_handlers
+from .openai_compat import router as openai_router
 from .routes import router
 from .security import BodyLimit
 
@@ -42,4 +43,5 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
     app.add_middleware(BodyLimit, limit=limit)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(openai_router)
     return app

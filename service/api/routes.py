@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
+from itertools import chain
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from ..engine import MAX_QUESTION_CHARS, MAX_TOP_K, Engine
+from ..errors import FootnoteError
 from ..indexing import IndexReport
-from ..models import Answer, DocumentDetail, DocumentSummary, Filters, Health, IndexChange
+from ..models import Answer, DocumentDetail, DocumentSummary, Filters, Health, IndexChange, Mode, Turn
 from .errors import ErrorBody
 from .security import require_key, require_key_for_ask
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -29,6 +36,11 @@ class AskRequest(BaseModel):
     question: StrictStr = Field(min_length=1, max_length=MAX_QUESTION_CHARS, examples=["Which resolutions were cited?"])
     top_k: StrictInt = Field(5, ge=1, le=MAX_TOP_K, description="Passages to retrieve.")
     filters: Filters | None = Field(None, description="Restrict retrieval to matching documents.")
+    mode: Mode | None = Field(None, description="Answerer for this request (default FOOTNOTE_ANSWER_MODE).")
+    history: list[Turn] = Field(
+        default_factory=list, max_length=50,
+        description="Earlier turns, oldest first; in LLM mode the question is rewritten to stand alone.",
+    )
 
     @field_validator("question")
     @classmethod
@@ -53,7 +65,45 @@ _UNAUTHORIZED = {401: {"model": ErrorBody, "description": "Missing or invalid AP
              dependencies=[Depends(require_key_for_ask)])
 def ask(body: AskRequest, engine: EngineDep) -> Answer:
     # A plain def: FastAPI runs it in its thread pool, so encoding never blocks the event loop.
-    return engine.ask(body.question, body.top_k, body.filters)
+    return engine.ask(body.question, body.top_k, body.filters, body.mode, body.history)
+
+
+def sse(event: str, data: str) -> str:
+    return f"event: {event}\ndata: {data}\n\n"
+
+
+_STREAM = {
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "description": "`event: token` frames (`{\"text\": ...}`) as the answer is written, then one "
+    "`event: answer` frame holding the checked Answer, which replaces the streamed text (markers naming "
+    "no passage removed; on an LLM failure, the extractive answer with `fallback_reason`). A failure "
+    "after the stream began is an `event: error` frame (`{\"detail\": ...}`).",
+}
+
+
+@router.post("/ask/stream", response_class=StreamingResponse,
+             responses={200: _STREAM, **_UNAVAILABLE, **_UNAUTHORIZED},
+             dependencies=[Depends(require_key_for_ask)])
+def ask_stream(body: AskRequest, engine: EngineDep) -> StreamingResponse:
+    """`/ask` as Server-Sent Events."""
+    events = engine.ask_stream(body.question, body.top_k, body.filters, body.mode, body.history)
+    first = next(events)  # here, so that a bad request is a plain 4xx and not a broken stream
+
+    def frames() -> Iterator[str]:
+        try:
+            for event in chain([first], events):
+                if isinstance(event, Answer):
+                    yield sse("answer", event.model_dump_json())
+                else:
+                    yield sse("token", json.dumps({"text": event}))
+        except FootnoteError as exc:
+            yield sse("error", json.dumps({"detail": str(exc)}))
+        except Exception:
+            log.exception("streamed answer failed")
+            yield sse("error", json.dumps({"detail": "internal error; see the server log"}))
+
+    return StreamingResponse(frames(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.get("/documents", response_model=list[DocumentSummary], responses=_UNAVAILABLE)
