@@ -3,6 +3,7 @@ one line on stderr and a non-zero exit here, and only here."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -170,6 +171,59 @@ def serve(
         create_app(engine=engine), host=host or settings.host, port=port or settings.port,
         log_level=settings.log_level.lower(),
     )
+
+
+@app.command()
+def slack() -> None:
+    """Run the Slack bot over Socket Mode (no public endpoint): needs FOOTNOTE_SLACK_APP_TOKEN
+    (xapp-...) and FOOTNOTE_SLACK_BOT_TOKEN."""
+    settings = _settings()
+    if not (settings.slack_app_token and settings.slack_bot_token):
+        raise FootnoteError(
+            "footnote slack needs FOOTNOTE_SLACK_APP_TOKEN (xapp-..., Socket Mode) and FOOTNOTE_SLACK_BOT_TOKEN (xoxb-...)"
+        )
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from .feedback import FeedbackStore
+    from .slack.bot import build_slack_app
+
+    engine = build_engine(settings)
+    report = engine.sync(progress=_progress_bar())
+    typer.echo(f"index ready: {report.summary()}", err=True)
+    bolt = build_slack_app(engine, FeedbackStore(settings.state_dir / "feedback.sqlite3"), settings)
+    typer.echo("connecting to Slack over Socket Mode", err=True)
+    SocketModeHandler(bolt, settings.slack_app_token.get_secret_value()).start()
+
+
+@app.command()
+def feedback(
+    vote: Annotated[str | None, typer.Option(help="Only 'up' or only 'down' votes.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Most votes to list.")] = 100,
+    json_out: Json = False,
+    url: Url = None,
+) -> None:
+    """List votes on answers, newest first (`--vote down`: the answers that failed)."""
+    if vote not in (None, "up", "down"):
+        raise InvalidRequest(f"--vote must be up or down, got {vote!r}")
+    if url:
+        from .client import RemoteEngine
+
+        entries = RemoteEngine(url).feedback(vote, limit)  # type: ignore[arg-type]
+    else:
+        from .feedback import FeedbackStore
+
+        entries = FeedbackStore(_settings().state_dir / "feedback.sqlite3").entries(vote, limit)  # type: ignore[arg-type]
+    if json_out:
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    if not entries:
+        typer.echo("no votes yet")
+    for e in entries:
+        mark = "+1" if e.vote == "up" else "-1"
+        typer.echo(f"{mark} {e.voted_at:%Y-%m-%d %H:%M} {e.voter} in {e.channel}: {e.question}")
+        typer.echo(f"     answer: {e.answer[:200]}")
+        for s in e.sources:
+            typer.echo(f"     [{s.id}] {s.source} [{s.start}:{s.end}]")
 
 
 def _print_report(report: EvalReport) -> None:

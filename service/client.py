@@ -9,6 +9,7 @@ from urllib.parse import quote
 import httpx
 
 from .errors import DocumentNotFound, FootnoteError, InvalidRequest
+from .feedback import FeedbackEntry, Vote
 from .models import Answer, DocumentDetail, Filters, Mode, Turn
 
 
@@ -67,6 +68,10 @@ class RemoteEngine:
                             raise FootnoteError(f"{self.url} failed mid-answer: {json.loads(data)['detail']}")
         except httpx.HTTPError as exc:
             raise FootnoteError(f"cannot reach {self.url}: {exc}") from exc
+
+    def feedback(self, vote: Vote | None = None, limit: int = 100) -> list[FeedbackEntry]:
+        params: dict[str, str | int] = {"limit": limit, **({"vote": vote} if vote else {})}
+        return [FeedbackEntry.model_validate(e) for e in self._request("GET", "/feedback", params=params).json()]
 
     def document(self, source: str) -> DocumentDetail:
         return DocumentDetail.model_validate_json(

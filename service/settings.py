@@ -78,6 +78,20 @@ class Settings(BaseSettings):
         "sentence for it not to be flagged unsupported.",
     )
     max_history_turns: int = Field(10, ge=0, le=50, description="Earlier turns a follow-up may carry.")
+    state_dir: Path = Field(
+        Path("state"), description="Local state besides the index: feedback votes, Slack events already answered."
+    )
+    slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...).")
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="Slack signing secret; with the bot token it enables POST /slack/events."
+    )
+    slack_app_token: SecretStr | None = Field(None, description="Slack app-level token (xapp-...) for Socket Mode.")
+    slack_api_url: str = Field(
+        "https://slack.com/api/", description="Slack Web API base URL (a proxy, or a test server)."
+    )
+    slack_slash_response: Literal["ephemeral", "in_channel"] = Field(
+        "ephemeral", description="Who sees a /footnote answer: the asker only, or the channel."
+    )
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, ge=1, description="Largest request body POST /documents accepts (413 beyond)."
     )
@@ -89,6 +103,10 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `footnote serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `footnote serve` binds.")
     log_level: str = Field("INFO", description="Python logging level.")
+
+    @property
+    def slack_http_enabled(self) -> bool:
+        return bool(self.slack_bot_token and self.slack_signing_secret)
 
     def keys(self) -> list[str]:
         raw = self.api_keys.get_secret_value() if self.api_keys else ""

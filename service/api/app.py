@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..engine import Engine, build_engine
+from ..feedback import FeedbackStore
 from ..settings import Settings, get_settings
 from .errors import install_error_handlers
 from .openai_compat import router as openai_router
@@ -30,6 +31,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
             current.sync()
         current.index  # noqa: B018 - load now, so the first request does not pay for it
         app.state.engine = current
+        app.state.feedback = FeedbackStore(current.settings.state_dir / "feedback.sqlite3")
+        if current.settings.slack_http_enabled:
+            from ..slack.bot import build_slack_app
+
+            app.state.slack = build_slack_app(current, app.state.feedback, current.settings)
         log.info("serving %s", current.health().model_dump())
         yield
 
@@ -39,9 +45,13 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
         description="Cited answers over your documents: every claim traceable to an exact quote.",
         lifespan=lifespan,
     )
-    limit = (settings or (engine.settings if engine else None) or get_settings()).max_upload_bytes
-    app.add_middleware(BodyLimit, limit=limit)
+    configured = settings or (engine.settings if engine else None) or get_settings()
+    app.add_middleware(BodyLimit, limit=configured.max_upload_bytes)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(openai_router)
+    if configured.slack_http_enabled:
+        from .slack_events import router as slack_router
+
+        app.include_router(slack_router)
     return app

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from ..engine import MAX_QUESTION_CHARS, MAX_TOP_K, Engine
 from ..errors import FootnoteError
+from ..feedback import FeedbackEntry, FeedbackStore, Vote
 from ..indexing import IndexReport
 from ..models import Answer, DocumentDetail, DocumentSummary, Filters, Health, IndexChange, Mode, Turn
 from .errors import ErrorBody
@@ -28,6 +29,10 @@ def get_engine(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def get_feedback(request: Request) -> FeedbackStore:
+    return request.app.state.feedback
 
 
 class AskRequest(BaseModel):
@@ -155,3 +160,15 @@ def upload_documents(
 )
 def delete_document(source: str, engine: EngineDep) -> IndexChange:
     return _change(engine.delete(source))
+
+
+@router.get("/feedback", response_model=list[FeedbackEntry], dependencies=[Depends(require_key)],
+            responses=_UNAUTHORIZED)
+def list_feedback(
+    store: Annotated[FeedbackStore, Depends(get_feedback)],
+    vote: Annotated[Vote | None, Query(description="Only 'up' or only 'down' votes.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[FeedbackEntry]:
+    """Votes on answers (from Slack's buttons), newest first, each with the question, the answer and
+    its sources: `?vote=down` lists the answers that failed."""
+    return store.entries(vote, limit)
