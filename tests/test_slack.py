@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ from service.slack.blocks import ERROR, NOTHING_FOUND, answer_blocks
 from .conftest import llm_settings
 from .fake_openai import FakeLLM, Reply, Running
 from .fake_slack import BOT_USER, FakeSlack
+from .test_cli import FOOTNOTE
 from .test_llm import RESOLUTIONS, cite
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -305,3 +308,54 @@ def test_document_text_cannot_ping_or_link() -> None:
 
 def test_slack_routes_are_absent_unless_configured(client: TestClient) -> None:
     assert client.post("/slack/events", content="{}").status_code == 404
+
+
+@pytest.mark.slow
+def test_socket_mode_answers_without_a_public_endpoint(
+    settings: Settings, engine: Engine, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    fake_slack.reset()
+    event = mention(QUESTION)
+    fake_slack.envelopes.append({
+        "envelope_id": "env-1", "type": "events_api", "accepts_response_payload": False,
+        "payload": json.loads(event_body(event)),
+    })
+    env = {**os.environ, "FOOTNOTE_CORPUS_DIR": str(settings.corpus_dir), "FOOTNOTE_INDEX_DIR": str(settings.index_dir),
+           "FOOTNOTE_STATE_DIR": str(tmp_path / "state"), "FOOTNOTE_SLACK_API_URL": f"{fake_slack.url}/api/",
+           "FOOTNOTE_SLACK_BOT_TOKEN": BOT_TOKEN, "FOOTNOTE_SLACK_APP_TOKEN": "xapp-canary-app-token"}
+    process = subprocess.Popen([FOOTNOTE, "slack"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        [post] = fake_slack.wait_for("chat.postMessage", timeout=120)
+        assert post["thread_ts"] == event["ts"] and RESOLUTIONS in texts(post["blocks"])
+        assert fake_slack.wait_for("socket_ack")[0]["envelope_id"] == "env-1"
+        assert fake_slack.made("apps.connections.open")[0]["authorization"] == "Bearer xapp-canary-app-token"
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert BOT_TOKEN not in stderr and "xapp-canary-app-token" not in stderr
+
+
+def test_socket_mode_without_tokens_says_what_is_missing(settings: Settings) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTNOTE_SLACK")}
+    result = subprocess.run([FOOTNOTE, "slack"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "FOOTNOTE_SLACK_APP_TOKEN" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_lists_the_failed_answers(slack: TestClient, fake_slack: FakeSlack, tmp_path: Path) -> None:
+    store = slack.app.state.feedback
+    send_event(slack, mention(QUESTION))
+    send_event(slack, mention("Where was the NATO summit?"))
+    posts = fake_slack.wait_for("chat.postMessage", 2)
+    ids = [next(b for b in p["blocks"] if b["type"] == "actions")["elements"][0]["value"] for p in posts]
+    store.vote(ids[0], "UVOTER", "up")
+    store.vote(ids[1], "UVOTER", "up")
+    store.vote(ids[1], "UVOTER", "down")  # a changed mind counts once, as the latest vote
+    env = {**os.environ, "FOOTNOTE_STATE_DIR": str(tmp_path / "state")}
+    result = subprocess.run([FOOTNOTE, "feedback", "--vote", "down", "--json"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    [entry] = json.loads(result.stdout)
+    assert entry["answer_id"] == ids[1] and entry["vote"] == "down"
+    plain = subprocess.run([FOOTNOTE, "feedback"], env=env, capture_output=True, text=True, timeout=120).stdout
+    assert plain.count("UVOTER") == 2 and plain.startswith("-1 ")
