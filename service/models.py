@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+
+# Request fields take JSON as the schema types it, no more: lax parsing would also take "5" for an
+# integer or 1700000000 for a date, which the published schema says is invalid.
+def _json_int(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():  # JSON Schema's integer includes 5.0
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+def _json_date(value: Any) -> Any:
+    if not isinstance(value, (str, dt.date)):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
+JsonDate = Annotated[dt.date, BeforeValidator(_json_date)]
 
 
 class Filters(BaseModel):
@@ -17,8 +37,8 @@ class Filters(BaseModel):
     source: list[str] | None = Field(
         None, min_length=1, max_length=1000, description="Only these documents (file names)."
     )
-    date_from: dt.date | None = Field(None, description="Only documents dated on or after this day.")
-    date_to: dt.date | None = Field(None, description="Only documents dated on or before this day.")
+    date_from: JsonDate | None = Field(None, description="Only documents dated on or after this day.")
+    date_to: JsonDate | None = Field(None, description="Only documents dated on or before this day.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Filters:

@@ -96,10 +96,14 @@ class Settings(BaseSettings):
         20 * 1024 * 1024, ge=1, description="Largest request body POST /documents accepts (413 beyond)."
     )
     api_keys: SecretStr | None = Field(
-        None, description="Comma-separated keys; when set, writes (and /ask if protect_ask) need "
+        None, description="Comma-separated keys; when set, every route but /health (and the docs) needs "
         "`Authorization: Bearer <key>`.",
     )
-    protect_ask: bool = Field(False, description="Require an API key for /ask as well.")
+    rate_limit_per_minute: int = Field(
+        600, ge=0, description="Requests a minute per API key (or per client address without one); 0: no limit."
+    )
+    rate_limit_burst: int = Field(60, ge=1, description="Requests a caller may make at once before the rate applies.")
+    docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (without a key).")
     host: str = Field("127.0.0.1", description="Address `footnote serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `footnote serve` binds.")
     log_level: str = Field("INFO", description="Python logging level.")

@@ -3,6 +3,7 @@ temp dir from the project's own corpus/ copy of the seed articles."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,12 @@ SHARED = ROOT.parent / "shared"
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests fire requests far faster than any user: the rate limit is off (for the CLI subprocesses
+    # too) except where a test turns it on to check it.
+    os.environ.setdefault("FOOTNOTE_RATE_LIMIT_PER_MINUTE", "0")
+
+
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("corpus")
@@ -32,7 +39,9 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(corpus_dir=corpus_dir, index_dir=tmp_path_factory.mktemp("index"))
+    return Settings(
+        corpus_dir=corpus_dir, index_dir=tmp_path_factory.mktemp("index"), state_dir=tmp_path_factory.mktemp("state")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +84,8 @@ def fake_llm() -> Iterator[FakeLLM]:
 
 def llm_settings(settings: Settings, url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "corpus_dir": settings.corpus_dir, "index_dir": settings.index_dir, "llm_base_url": f"{url}/v1",
+        "corpus_dir": settings.corpus_dir, "index_dir": settings.index_dir, "state_dir": settings.state_dir,
+        "llm_base_url": f"{url}/v1",
         "llm_model": "scripted", "llm_api_key": CANARY_KEY, "llm_timeout": 2.0, "llm_max_retries": 0,
     }
     return Settings(**{**values, **overrides})

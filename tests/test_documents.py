@@ -164,17 +164,6 @@ def test_writes_need_a_valid_key(workspace, header: str | None) -> None:  # noqa
     assert upload(client, ("x.txt", b"Some text."), headers=headers).status_code == 401
     assert client.delete("/documents/004_db5665c2341ed43f.txt", headers=headers).status_code == 401
     assert manifest_hash(settings) == before
-    # Reading stays open unless FOOTNOTE_PROTECT_ASK is set.
-    assert client.post("/ask", json={"question": "Which resolutions were cited?"}, headers=headers).status_code == 200
-
-
-def test_protect_ask_guards_questions_too(workspace, embedder) -> None:  # noqa: ANN001
-    _, settings = workspace
-    locked = Settings(**{**settings.model_dump(), "protect_ask": True})
-    with TestClient(create_app(engine=Engine(locked, embedder))) as client:
-        question = {"question": "Which resolutions were cited?"}
-        assert client.post("/ask", json=question).status_code == 401
-        assert client.post("/ask", json=question, headers={"Authorization": "Bearer k1"}).status_code == 200
 
 
 def test_unknown_document_delete_is_404(workspace) -> None:  # noqa: ANN001

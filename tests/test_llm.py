@@ -208,7 +208,7 @@ def test_a_follow_up_is_condensed_before_retrieval(llm_client: TestClient, fake_
 def test_llm_mode_without_an_endpoint_is_a_clear_422(client: TestClient) -> None:
     response = client.post("/ask", json={"question": QUESTION, "mode": "llm"})
     assert response.status_code == 422
-    assert "FOOTNOTE_LLM_BASE_URL" in response.json()["detail"]
+    assert "FOOTNOTE_LLM_BASE_URL" in response.json()["message"]
 
 
 def test_a_planted_instruction_cannot_leak_links_secrets_or_foreign_citations(

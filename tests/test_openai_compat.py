@@ -81,7 +81,7 @@ def test_earlier_turns_become_history(llm_client: TestClient, fake_llm: FakeLLM)
 @pytest.mark.parametrize(
     ("kwargs", "status", "message"),
     [
-        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "footnote"),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 422, "footnote"),
         ({"model": "footnote", "messages": [{"role": "assistant", "content": "hi"}]}, 422, "user message"),
         ({"model": "footnote", "messages": []}, 422, "messages"),
     ],

@@ -14,8 +14,8 @@ from ..feedback import FeedbackStore
 from ..settings import Settings, get_settings
 from .errors import install_error_handlers
 from .openai_compat import router as openai_router
-from .routes import router
-from .security import BodyLimit
+from .routes import public, router
+from .security import BodyLimit, RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +23,11 @@ log = logging.getLogger(__name__)
 def create_app(engine: Engine | None = None, settings: Settings | None = None, sync: bool = False) -> FastAPI:
     """An app over ``engine``, or over one built from ``settings`` at startup. With ``sync``,
     startup first brings the index in line with the corpus (build if missing or stale)."""
+    configured = settings or (engine.settings if engine else None) or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        current = engine or build_engine(settings or get_settings())
+        current = engine or build_engine(configured)
         if sync:
             current.sync()
         current.index  # noqa: B018 - load now, so the first request does not pay for it
@@ -44,10 +45,13 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
         version=__version__,
         description="Cited answers over your documents: every claim traceable to an exact quote.",
         lifespan=lifespan,
+        **({} if configured.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
-    configured = settings or (engine.settings if engine else None) or get_settings()
+    # Added last, runs first: a caller over its rate is refused before its body is read.
     app.add_middleware(BodyLimit, limit=configured.max_upload_bytes)
+    app.add_middleware(RateLimit, per_minute=configured.rate_limit_per_minute, burst=configured.rate_limit_burst)
     install_error_handlers(app)
+    app.include_router(public)
     app.include_router(router)
     app.include_router(openai_router)
     if configured.slack_http_enabled:

@@ -7,7 +7,6 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from ..errors import (
     CorpusError,
@@ -34,10 +33,6 @@ _STATUS: list[tuple[type[FootnoteError], int]] = [
 ]
 
 
-class ErrorBody(BaseModel):
-    detail: str
-
-
 def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
     return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid"))
@@ -59,7 +54,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FootnoteError)
     async def footnote_error(request: Request, exc: FootnoteError) -> JSONResponse:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+        if status == 422:  # one shape for every 422, the request validator's
+            return JSONResponse(status_code=422, content={
+                "message": str(exc), "detail": [{"loc": [], "msg": str(exc), "type": "value_error"}],
+            })
         if status >= 500:
+            # The full message names server paths: it goes to the log, not to the client.
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
+            what = f"the index is not available ({type(exc).__name__})" if status == 503 else "internal error"
+            return JSONResponse(status_code=status, content={"detail": f"{what}; the server log says why"})
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)

@@ -13,19 +13,19 @@ from itertools import chain
 from typing import Literal
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..answering.grounding import defang
 from ..engine import MAX_TOP_K
 from ..errors import InvalidRequest
-from ..models import Answer, Filters, Mode, Turn
-from .errors import ErrorBody
-from .routes import _UNAUTHORIZED, _UNAVAILABLE, EngineDep
-from .security import require_key_for_ask
+from ..models import Answer, Filters, JsonInt, Mode, Turn
+from .deps import EngineDep
+from .responses import PROTECTED, TOO_LARGE
+from .security import known_query, require_key
 
 MODEL = "footnote"
-router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], dependencies=[Depends(require_key), Depends(known_query)], responses=PROTECTED)
 
 
 class ContentPart(BaseModel):
@@ -49,10 +49,10 @@ class ChatRequest(BaseModel):
     # Sampling options OpenAI clients send (temperature, max_tokens, ...) are accepted and ignored.
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(examples=[MODEL])
+    model: Literal["footnote"] = Field(description="Always `footnote`: the documents are the model.")
     messages: list[ChatMessage] = Field(min_length=1, max_length=200)
-    stream: bool = False
-    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Footnote extension: passages to retrieve.")
+    stream: StrictBool = False
+    top_k: JsonInt = Field(5, ge=1, le=MAX_TOP_K, description="Footnote extension: passages to retrieve.")
     mode: Mode | None = Field(None, description="Footnote extension: the answerer (default the server's).")
     filters: Filters | None = Field(None, description="Footnote extension: restrict retrieval.")
 
@@ -124,8 +124,7 @@ def sources(answer: Answer) -> str:
     return "\n".join(lines)
 
 
-@router.get("/models", response_model=ModelList, responses=_UNAUTHORIZED,
-            dependencies=[Depends(require_key_for_ask)])
+@router.get("/models", response_model=ModelList)
 def models() -> ModelList:
     return ModelList(data=[ModelCard()])
 
@@ -134,16 +133,13 @@ def models() -> ModelList:
     "/chat/completions",
     response_model=ChatCompletion,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+        200: {"content": {"text/event-stream": {"schema": {
+                  "type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}}},
               "description": "A chat.completion, or with `stream: true` chat.completion.chunk events, then `[DONE]`."},
-        404: {"model": ErrorBody, "description": f"The model is not `{MODEL}`."},
-        **_UNAVAILABLE, **_UNAUTHORIZED,
+        **TOO_LARGE,
     },
-    dependencies=[Depends(require_key_for_ask)],
 )
-def chat_completions(body: ChatRequest, engine: EngineDep) -> ChatCompletion | StreamingResponse | JSONResponse:
-    if body.model != MODEL:
-        return JSONResponse({"detail": f"model {body.model!r} not found: this server's model is {MODEL!r}"}, 404)
+def chat_completions(body: ChatRequest, engine: EngineDep) -> ChatCompletion | StreamingResponse:
     question, history = _conversation(body.messages)
     events = engine.ask_stream(question, body.top_k, body.filters, body.mode, history)
     created, completion_id = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"

@@ -8,38 +8,30 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-from ..engine import MAX_QUESTION_CHARS, MAX_TOP_K, Engine
+from ..engine import MAX_QUESTION_CHARS, MAX_TOP_K
 from ..errors import FootnoteError
-from ..feedback import FeedbackEntry, FeedbackStore, Vote
+from ..feedback import FeedbackEntry, Vote
 from ..indexing import IndexReport
-from ..models import Answer, DocumentDetail, DocumentSummary, Filters, Health, IndexChange, Mode, Turn
-from .errors import ErrorBody
-from .security import require_key, require_key_for_ask
+from ..models import Answer, DocumentDetail, DocumentSummary, Filters, Health, IndexChange, JsonInt, Mode, Turn
+from .deps import EngineDep, FeedbackDep
+from .responses import INVALID, NOT_FOUND, PROTECTED, TOO_LARGE, UNAVAILABLE, ErrorBody
+from .security import known_query, require_key
 
 log = logging.getLogger(__name__)
-router = APIRouter()
-
-
-def get_engine(request: Request) -> Engine:
-    return request.app.state.engine
-
-
-EngineDep = Annotated[Engine, Depends(get_engine)]
-
-
-def get_feedback(request: Request) -> FeedbackStore:
-    return request.app.state.feedback
+# /health stays open for load balancers; everything else needs a key once keys are configured.
+public = APIRouter(dependencies=[Depends(known_query)])
+router = APIRouter(dependencies=[Depends(require_key), Depends(known_query)], responses=PROTECTED)
 
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: StrictStr = Field(min_length=1, max_length=MAX_QUESTION_CHARS, examples=["Which resolutions were cited?"])
-    top_k: StrictInt = Field(5, ge=1, le=MAX_TOP_K, description="Passages to retrieve.")
+    top_k: JsonInt = Field(5, ge=1, le=MAX_TOP_K, description="Passages to retrieve.")
     filters: Filters | None = Field(None, description="Restrict retrieval to matching documents.")
     mode: Mode | None = Field(None, description="Answerer for this request (default FOOTNOTE_ANSWER_MODE).")
     history: list[Turn] = Field(
@@ -55,19 +47,12 @@ class AskRequest(BaseModel):
         return value
 
 
-_UNAVAILABLE = {503: {"model": ErrorBody, "description": "The index is not loaded."}}
-
-
-@router.get("/health", response_model=Health, responses=_UNAVAILABLE)
+@public.get("/health", response_model=Health, responses={**UNAVAILABLE, **INVALID})
 def health(engine: EngineDep) -> Health:
     return engine.health()
 
 
-_UNAUTHORIZED = {401: {"model": ErrorBody, "description": "Missing or invalid API key."}}
-
-
-@router.post("/ask", response_model=Answer, responses={**_UNAVAILABLE, **_UNAUTHORIZED},
-             dependencies=[Depends(require_key_for_ask)])
+@router.post("/ask", response_model=Answer, responses=TOO_LARGE)
 def ask(body: AskRequest, engine: EngineDep) -> Answer:
     # A plain def: FastAPI runs it in its thread pool, so encoding never blocks the event loop.
     return engine.ask(body.question, body.top_k, body.filters, body.mode, body.history)
@@ -78,7 +63,10 @@ def sse(event: str, data: str) -> str:
 
 
 _STREAM = {
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {"text/event-stream": {"schema": {  # one event (OpenAPI 3.2's reading of SSE)
+        "type": "object", "required": ["event", "data"],
+        "properties": {"event": {"type": "string", "enum": ["token", "answer", "error"]}, "data": {"type": "string"}},
+    }}},
     "description": "`event: token` frames (`{\"text\": ...}`) as the answer is written, then one "
     "`event: answer` frame holding the checked Answer, which replaces the streamed text (markers naming "
     "no passage removed; on an LLM failure, the extractive answer with `fallback_reason`). A failure "
@@ -86,9 +74,7 @@ _STREAM = {
 }
 
 
-@router.post("/ask/stream", response_class=StreamingResponse,
-             responses={200: _STREAM, **_UNAVAILABLE, **_UNAUTHORIZED},
-             dependencies=[Depends(require_key_for_ask)])
+@router.post("/ask/stream", response_class=StreamingResponse, responses={200: _STREAM, **TOO_LARGE})
 def ask_stream(body: AskRequest, engine: EngineDep) -> StreamingResponse:
     """`/ask` as Server-Sent Events."""
     events = engine.ask_stream(body.question, body.top_k, body.filters, body.mode, body.history)
@@ -111,7 +97,7 @@ def ask_stream(body: AskRequest, engine: EngineDep) -> StreamingResponse:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.get("/documents", response_model=list[DocumentSummary], responses=_UNAVAILABLE)
+@router.get("/documents", response_model=list[DocumentSummary])
 def list_documents(engine: EngineDep) -> list[DocumentSummary]:
     return engine.documents()
 
@@ -119,7 +105,7 @@ def list_documents(engine: EngineDep) -> list[DocumentSummary]:
 @router.get(
     "/documents/{source:path}",
     response_model=DocumentDetail,
-    responses={404: {"model": ErrorBody, "description": "No such document."}, **_UNAVAILABLE},
+    responses=NOT_FOUND,
 )
 def get_document(source: str, engine: EngineDep) -> DocumentDetail:
     return engine.document(source)
@@ -135,14 +121,7 @@ def _change(report: IndexReport) -> IndexChange:
 @router.post(
     "/documents",
     response_model=IndexChange,
-    dependencies=[Depends(require_key)],
-    responses={
-        **_UNAUTHORIZED,
-        413: {"model": ErrorBody, "description": "Over the upload size limit."},
-        415: {"model": ErrorBody, "description": "Unsupported file type."},
-        422: {"model": ErrorBody, "description": "A file with no text, undecodable, or a bad name."},
-        **_UNAVAILABLE,
-    },
+    responses={**TOO_LARGE, 415: {"model": ErrorBody, "description": "Unsupported file type."}},
 )
 def upload_documents(
     engine: EngineDep, files: Annotated[list[UploadFile], File(description="One or more documents.")]
@@ -155,17 +134,15 @@ def upload_documents(
 @router.delete(
     "/documents/{source:path}",
     response_model=IndexChange,
-    dependencies=[Depends(require_key)],
-    responses={**_UNAUTHORIZED, 404: {"model": ErrorBody, "description": "No such document."}, **_UNAVAILABLE},
+    responses=NOT_FOUND,
 )
 def delete_document(source: str, engine: EngineDep) -> IndexChange:
     return _change(engine.delete(source))
 
 
-@router.get("/feedback", response_model=list[FeedbackEntry], dependencies=[Depends(require_key)],
-            responses=_UNAUTHORIZED)
+@router.get("/feedback", response_model=list[FeedbackEntry])
 def list_feedback(
-    store: Annotated[FeedbackStore, Depends(get_feedback)],
+    store: FeedbackDep,
     vote: Annotated[Vote | None, Query(description="Only 'up' or only 'down' votes.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[FeedbackEntry]:

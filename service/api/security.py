@@ -1,16 +1,20 @@
-"""API keys and request size limits: the HTTP-only guards in front of the engine."""
+"""API keys, request rates and request sizes: the HTTP-only guards in front of the engine."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
-from typing import Annotated
+import math
+import threading
+import time
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import Unauthorized
+from ..errors import InvalidRequest, Unauthorized
 from ..settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="One of FOOTNOTE_API_KEYS, when set.")
@@ -36,15 +40,80 @@ def _check(settings: Settings, credentials: HTTPAuthorizationCredentials | None)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
+def known_query(request: Request) -> None:
+    """Refuse query parameters the route does not take: a misspelt `?vot=down` would otherwise be
+    ignored silently."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = {p.alias for p in _query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}")
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    return [*dependant.query_params, *(p for d in dependant.dependencies for p in _query_params(d))]
+
+
 def require_key(request: Request, credentials: Credentials) -> None:
-    """For writes: a key is needed whenever keys are configured."""
+    """Every route but /health needs one of the keys, whenever keys are configured."""
     _check(_settings(request), credentials)
 
 
-def require_key_for_ask(request: Request, credentials: Credentials) -> None:
-    settings = _settings(request)
-    if settings.protect_ask:
-        _check(settings, credentials)
+class RateLimit:
+    """A token bucket per caller: per API key (hashed) when a request carries one, else per client
+    address. ``per_minute`` requests a minute on average, up to ``burst`` at once; beyond that,
+    429 with `Retry-After`. /health and Slack's signed callbacks are not counted. Per process:
+    with several workers, each allows the rate."""
+
+    EXEMPT = ("/health", "/slack/events")
+    MAX_CALLERS = 100_000
+
+    def __init__(self, app: ASGIApp, per_minute: int, burst: int) -> None:
+        self.app = app
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, updated)
+        self._lock = threading.Lock()
+
+    def _caller(self, scope: Scope) -> str:
+        authorization = dict(scope["headers"]).get(b"authorization")
+        if authorization:
+            return "key:" + hashlib.sha256(authorization).hexdigest()
+        client = scope.get("client")
+        return f"addr:{client[0] if client else '?'}"
+
+    def _take(self, caller: str) -> float:
+        """0 if the request may go ahead, else the seconds until it may."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, updated = self._buckets.get(caller, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - updated) * self.rate)
+            if tokens >= 1:
+                if len(self._buckets) >= self.MAX_CALLERS:  # forget idle callers (a full bucket each)
+                    self._buckets = {c: b for c, b in self._buckets.items() if b[0] < self.burst}
+                self._buckets[caller] = (tokens - 1, now)
+                return 0.0
+            self._buckets[caller] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.rate <= 0 or scope["path"] in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        wait = self._take(self._caller(scope))
+        if not wait:
+            await self.app(scope, receive, send)
+            return
+        retry = max(1, math.ceil(wait))
+        body = json.dumps({"detail": f"rate limit exceeded: retry in {retry} s"}).encode()
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(retry).encode()),
+        ]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:

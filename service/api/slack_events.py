@@ -6,14 +6,15 @@ from fastapi import APIRouter, Request, Response
 from slack_bolt import BoltRequest
 from starlette.concurrency import run_in_threadpool
 
-from .errors import ErrorBody
+from .responses import RATE_LIMITED, TOO_LARGE, ErrorBody
 
 router = APIRouter(tags=["Slack"])
 
 
 @router.post(
     "/slack/events",
-    responses={401: {"model": ErrorBody, "description": "Missing, forged or stale Slack signature."}},
+    responses={401: {"model": ErrorBody, "description": "Missing, forged or stale Slack signature."},
+               **TOO_LARGE, **RATE_LIMITED},
 )
 async def slack_events(request: Request) -> Response:
     """Events, slash commands and button clicks from Slack. Acknowledged at once; answers are

@@ -1,0 +1,22 @@
+"""What routes receive as typed dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..engine import Engine
+from ..feedback import FeedbackStore
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_feedback(request: Request) -> FeedbackStore:
+    return request.app.state.feedback
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+FeedbackDep = Annotated[FeedbackStore, Depends(get_feedback)]
