@@ -4,7 +4,6 @@ one line on stderr and a non-zero exit here, and only here."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +15,7 @@ from .documents import discover
 from .engine import Engine, build_engine
 from .errors import FootnoteError, InvalidRequest
 from .evaluation import EvalReport, evaluate, load_gold
+from .logs import configure_logging
 from .models import Answer, Filters
 from .settings import Settings, get_settings
 
@@ -36,12 +36,7 @@ def _settings() -> Settings:
         settings = get_settings()
     except ValueError as exc:
         raise FootnoteError(f"bad FOOTNOTE_* setting: {exc}") from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
-    # Libraries' chatter (per-call debug lines, weight-loading bars) drowns the CLI's own output.
-    for name in ("bm25s", "sentence_transformers", "transformers", "httpx"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    configure_logging(settings)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -169,7 +164,7 @@ def serve(
     typer.echo(f"index ready: {report.summary()}", err=True)
     uvicorn.run(
         create_app(engine=engine), host=host or settings.host, port=port or settings.port,
-        log_level=settings.log_level.lower(),
+        log_level=settings.log_level.lower(), log_config=None,  # our handler, which redacts secrets
     )
 
 

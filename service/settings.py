@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     def slack_http_enabled(self) -> bool:
         return bool(self.slack_bot_token and self.slack_signing_secret)
 
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redactor."""
+        values = [self.llm_api_key, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token]
+        return self.keys() + [v.get_secret_value() for v in values if v]
+
     def keys(self) -> list[str]:
         raw = self.api_keys.get_secret_value() if self.api_keys else ""
         return [k.strip() for k in raw.split(",") if k.strip()]
