@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -118,3 +119,42 @@ class SentenceTransformerEmbedder:
             if progress:
                 progress(len(batch))
         return np.vstack(parts)
+
+
+class QueryBatcher:
+    """Questions that arrive together are embedded together. A lone question goes straight
+    through; under load, the questions waiting while one batch encodes form the next batch, and
+    encoding 16 short questions costs little more than one (the model's per-call overhead
+    dominates). One thread encodes, so the model is never used concurrently."""
+
+    def __init__(self, embedder: Embedder, max_batch: int = 64) -> None:
+        self.embedder = embedder
+        self.max_batch = max_batch
+        self._pending: list[tuple[str, Future[np.ndarray]]] = []
+        self._ready = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    def embed_one(self, text: str) -> np.ndarray:
+        future: Future[np.ndarray] = Future()
+        with self._ready:
+            self._pending.append((text, future))
+            if self._worker is None:  # started on first use, never at import
+                self._worker = threading.Thread(target=self._run, name="query-embedder", daemon=True)
+                self._worker.start()
+            self._ready.notify()
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._pending:
+                    self._ready.wait()
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            try:
+                vectors = self.embedder.embed([text for text, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each waiting question gets the failure
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, future), vector in zip(batch, vectors):
+                future.set_result(vector)

@@ -15,7 +15,7 @@ from .answering.extractive import NOT_COVERED, ExtractiveAnswerer
 from .answering.generative import GenerativeAnswerer, LLMError, build_chat_model
 from .answering.grounding import Grounder, cleaned_stream
 from .documents import Document, load_bytes, load_documents, safe_name
-from .embedding import Embedder, SentenceTransformerEmbedder
+from .embedding import Embedder, QueryBatcher, SentenceTransformerEmbedder
 from .embedding_cache import CachedEmbedder
 from .errors import DocumentNotFound, DocumentTooLarge, IndexMissing, IndexStateError, InvalidRequest
 from .indexing import IndexReport, Progress, check_config, index_config, sync_index
@@ -46,6 +46,7 @@ class Engine:
             CachedEmbedder(embedder, settings.embedding_cache_dir) if settings.embedding_cache_dir else embedder
         )
         self.reranker = reranker
+        self.queries = QueryBatcher(embedder)
         # One writer at a time in this process (the store's file lock covers other processes).
         self._write_lock = threading.Lock()
         self.store = IndexStore(settings.index_dir)
@@ -179,7 +180,7 @@ class Engine:
         self, question: str, top_k: int, filters: Filters | None
     ) -> tuple[SearchIndex, np.ndarray, list[Hit]]:
         index = self.index
-        query = self.embedder.embed([question])[0]
+        query = self.queries.embed_one(question)
         if self.reranker is None:
             return index, query, self.retriever.search(index, question, query, top_k, filters)
         pool = self.retriever.search(index, question, query, max(top_k, self.settings.rerank_depth), filters)

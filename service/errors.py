@@ -62,4 +62,9 @@ class IndexMismatch(IndexStateError):
 
 
 class IndexCorrupt(IndexStateError):
-    pass
+    """Damaged files: every message ends with the remedy, which never touches the corpus."""
+
+    REMEDY = "rebuild it from the corpus with `footnote index` (or restart `footnote serve`)"
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"damaged index: {problem}; {self.REMEDY}")

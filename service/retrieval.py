@@ -59,8 +59,8 @@ class Scored:
 
 class SearchIndex:
     """A loaded snapshot plus what is derived from it in memory: BM25 indexes, term statistics and
-    the sentence-to-chunk map. Unchanged once built (but for a memo of IDF look-ups), so
-    concurrent searches need no lock."""
+    the sentence-to-chunk map. Unchanged once built but for memos of per-term and per-sentence
+    look-ups (a lost race computes a value twice, the same), so concurrent searches need no lock."""
 
     def __init__(self, snapshot: IndexSnapshot, analyzer: Analyzer, k1: float = 1.2, b: float = 0.75) -> None:
         self.snapshot = snapshot
@@ -102,6 +102,10 @@ class SearchIndex:
         common = 0.4 * n
         self.common_idf = math.log(1 + (n - common + 0.5) / (common + 0.5))
         self._kin_idf: dict[str, float] = {}
+        self._kin: dict[str, frozenset[str]] = {}
+        self._sentence_terms: dict[int, frozenset[str]] = {}
+        self._document_words: dict[str, frozenset[str]] = {}
+        self._mentions: dict[tuple[str, str], bool] = {}
 
     def _bm25(self, texts: list[str], k1: float, b: float) -> bm25s.BM25 | None:
         if not texts:
@@ -118,6 +122,34 @@ class SearchIndex:
             kin = [v for t, v in self._idf.items() if related(term, t)]
             self._kin_idf[term] = min(kin) if kin else self.unseen_idf
         return self._kin_idf[term]
+
+    def kin(self, term: str) -> frozenset[str]:
+        """The corpus's stems that are forms of ``term`` (``related``), itself included."""
+        if term not in self._kin:
+            self._kin[term] = frozenset({term, *(t for t in self._idf if related(term, t))})
+        return self._kin[term]
+
+    def sentence_terms(self, row: int) -> frozenset[str]:
+        if row not in self._sentence_terms:
+            s = self.snapshot.sentences[row]
+            self._sentence_terms[row] = frozenset(
+                self.analyzer.terms(self.snapshot.documents[s.source].text[s.start : s.end])
+            )
+        return self._sentence_terms[row]
+
+    def document_words(self, source: str) -> frozenset[str]:
+        """Every word of a document, lowercased (for "does it mention X")."""
+        if source not in self._document_words:
+            self._document_words[source] = frozenset(self.analyzer.words(self.snapshot.documents[source].text))
+        return self._document_words[source]
+
+    def mentions(self, source: str, word: str) -> bool:
+        """Whether a document has ``word`` or a form of it (korea/korean)."""
+        key = (source, word)
+        if key not in self._mentions:
+            words = self.document_words(source)
+            self._mentions[key] = word in words or any(related(word, w) for w in words)
+        return self._mentions[key]
 
     def sentence(self, row: int) -> Sentence:
         return self.snapshot.sentences[row]

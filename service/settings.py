@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: int = Field(60, ge=1, description="Requests a caller may make at once before the rate applies.")
     docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (without a key).")
+    worker_threads: int = Field(
+        8, ge=1, le=256,
+        description="Requests the server works on at once (the rest wait their turn): a few more than "
+        "the cores, so threads do not fight over the interpreter and /health stays quick.",
+    )
     host: str = Field("127.0.0.1", description="Address `footnote serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `footnote serve` binds.")
     log_level: str = Field("INFO", description="Python logging level.")

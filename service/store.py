@@ -149,7 +149,7 @@ class IndexStore:
         try:
             manifest = json.loads(self.manifest_path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IndexCorrupt(f"{self.manifest_path} is unreadable: rebuild with `footnote index --rebuild`") from exc
+            raise IndexCorrupt(f"{self.manifest_path} is unreadable") from exc
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise IndexCorrupt(f"{self.manifest_path} is not a Footnote manifest")
         if manifest.get("format_version") != FORMAT_VERSION:

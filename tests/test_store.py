@@ -91,25 +91,66 @@ def test_a_crash_before_the_manifest_swap_keeps_the_previous_index(workspace, mo
     assert not [p for p in settings.index_dir.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("target", ["chunks", "vectors", "manifest"])
-def test_damaged_files_are_detected_and_rebuilt(workspace, target: str) -> None:  # noqa: ANN001
-    settings, engine = workspace
-    engine.sync()
-    store = IndexStore(settings.index_dir)
-    if target == "manifest":
-        path = store.manifest_path
-    else:
-        path = settings.index_dir / json.loads(store.manifest_path.read_text())["files"][target]["name"]
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
+def _flip(at: float):  # noqa: ANN202
+    def damage(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        data[min(int(len(data) * at), len(data) - 1)] ^= 0xFF
+        path.write_bytes(bytes(data))
 
-    with pytest.raises(IndexCorrupt):
-        store.load()
-    report = engine.sync()
-    assert report.rebuilt_because
-    assert len(store.load().documents) == 2
-    assert len(list(settings.corpus_dir.iterdir())) == 2, "the corpus is never touched"
+    return damage
+
+
+def _truncate(keep: float):  # noqa: ANN202
+    def damage(path: Path) -> None:
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * keep)])
+
+    return damage
+
+
+DAMAGE = {
+    **{f"flip@{at:g}": _flip(at) for at in (0, 0.01, 0.25, 0.5, 0.75, 1)},
+    **{f"truncate-to-{keep:g}": _truncate(keep) for keep in (0, 0.5, 0.99)},
+    "append-garbage": lambda path: path.write_bytes(path.read_bytes() + b"\x00garbage"),
+    "delete": lambda path: path.unlink(),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+@pytest.mark.parametrize("target", ["chunks", "vectors", "manifest"])
+def test_damaged_files_are_detected_and_rebuilt(
+    built: Path, corpus_dir: Path, embedder, tmp_path: Path, target: str, damage: str  # noqa: ANN001
+) -> None:
+    """33 kinds of damage: a serving engine keeps its correct answers, a fresh load refuses with a
+    clear message, a sync (what `footnote serve` does) rebuilds, and the corpus is untouched."""
+    shutil.copytree(built, tmp_path / "index")
+    settings = Settings(corpus_dir=corpus_dir, index_dir=tmp_path / "index")
+    serving = Engine(settings, embedder)
+    expected = serving.ask("Which resolutions were cited?")
+    corpus_before = {p.name: p.read_bytes() for p in corpus_dir.iterdir()}
+    store = IndexStore(settings.index_dir)
+    files = json.loads(store.manifest_path.read_text())["files"]
+    path = store.manifest_path if target == "manifest" else settings.index_dir / files[target]["name"]
+    DAMAGE[damage](path)
+
+    assert serving.ask("Which resolutions were cited?") == expected  # never wrong passages
+    with pytest.raises(IndexStateError) as refused:
+        IndexStore(settings.index_dir).load()
+    assert isinstance(refused.value, IndexMissing if (target, damage) == ("manifest", "delete") else IndexCorrupt)
+    assert "footnote index" in str(refused.value)
+    fresh = Engine(settings, embedder)
+    report = fresh.sync()
+    assert report.rebuilt_because or report.added, "rebuilt"
+    assert fresh.ask("Which resolutions were cited?") == expected
+    assert {p.name: p.read_bytes() for p in corpus_dir.iterdir()} == corpus_before, "the corpus is never touched"
+
+
+@pytest.fixture(scope="module")
+def built(corpus_dir: Path, embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: ANN001
+    index = tmp_path_factory.mktemp("built") / "index"
+    Engine(Settings(corpus_dir=corpus_dir, index_dir=index), embedder).sync()
+    return index
 
 
 def test_other_model_settings_are_refused_with_a_clear_message(workspace) -> None:  # noqa: ANN001

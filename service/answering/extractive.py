@@ -108,9 +108,10 @@ class ExtractiveAnswerer:
         specific_terms = {t for t, w in weights.items() if w > index.common_idf}
         expected = _expected_type(question)
         out = []
+        kin = {t: index.kin(t) for t in weights}
         for row, x, text, cos in zip(rows, sentences, texts, dense):
-            terms = set(self.analyzer.terms(text))
-            matched = [t for t in weights if t in terms or any(related(t, u) for u in terms)]
+            terms = index.sentence_terms(row)
+            matched = [t for t in weights if not kin[t].isdisjoint(terms)]
             lexical = sum(weights[t] for t in matched) / total
             rank = seen[row]
             score = _W_DENSE * float(cos) + _W_LEXICAL * lexical + _W_RANK / rank
@@ -127,13 +128,9 @@ class ExtractiveAnswerer:
         """The answer text and its citations; no citations means the question was refused."""
         names = self.analyzer.names(question)
         docs = index.snapshot.documents
-        words: dict[str, set[str]] = {}
 
         def mentions_all(source: str) -> bool:
-            if source not in words:
-                words[source] = set(self.analyzer.words(docs[source].text))
-            vocabulary = words[source]
-            return all(n in vocabulary or any(related(n, w) for w in vocabulary) for n in names)
+            return all(index.mentions(source, n) for n in names)
 
         ranked = [
             c for c in self.candidates(index, question, query, hits)

@@ -19,7 +19,7 @@ import numpy as np
 from ..embedding import Embedder
 from ..models import Citation, Unsupported
 from ..retrieval import Hit, SearchIndex
-from ..text import Analyzer, related
+from ..text import Analyzer
 from .extractive import NOT_COVERED
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
@@ -159,7 +159,12 @@ class Grounder:
                 start, end, score = self._best_sentence(index, hits[n - 1], terms, vector)
                 spans.setdefault(n, []).append((start, end))
                 best = max(best, score)
-            missing = self._unmentioned(claim, {docs[hits[n - 1].chunk.source].text for n in numbers})
+            # The whole document, not the passage: "the alliance" in a passage is NATO in its article.
+            sources = {hits[n - 1].chunk.source for n in numbers}
+            missing = [
+                name for name in dict.fromkeys(self.analyzer.names(claim))
+                if not any(index.mentions(source, name) for source in sources)
+            ]
             if missing:
                 reason = f"names {', '.join(missing)}, which its cited documents never mention"
                 unsupported.append(Unsupported(sentence=sentence, citations=sorted(set(numbers)), reason=reason))
@@ -184,23 +189,15 @@ class Grounder:
     ) -> tuple[int, int, float]:
         rows = index.chunk_sentences[hit.row]
         dense = index.sentence_vectors(list(rows)) @ vector.astype(np.float32)
-        docs = index.snapshot.documents
         weights = {t: index.idf(t) for t in terms}
+        kin = {t: index.kin(t) for t in terms}
         total = sum(weights.values()) or 1.0
         best = (hit.chunk.start, hit.chunk.end, -1.0)
         for row, cos in zip(rows, dense):
             s = index.sentence(row)
-            words = set(self.analyzer.terms(docs[s.source].text[s.start : s.end]))
-            lexical = sum(w for t, w in weights.items() if t in words or any(related(t, u) for u in words)) / total
+            words = index.sentence_terms(row)
+            lexical = sum(w for t, w in weights.items() if not kin[t].isdisjoint(words)) / total
             score = _W_DENSE * float(cos) + _W_LEXICAL * lexical
             if score > best[2]:
                 best = (s.start, s.end, score)
         return best
-
-    def _unmentioned(self, claim: str, documents: set[str]) -> list[str]:
-        # The whole document, not the passage: "the alliance" in a passage is NATO in its article.
-        vocabulary = {w for text in documents for w in self.analyzer.words(text)}
-        return [
-            n for n in dict.fromkeys(self.analyzer.names(claim))
-            if n not in vocabulary and not any(related(n, w) for w in vocabulary)
-        ]

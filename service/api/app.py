@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from .. import __version__
@@ -32,6 +33,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
             current.sync()
         current.index  # noqa: B018 - load now, so the first request does not pay for it
         app.state.engine = current
+        # Plain-def routes run on AnyIO's thread pool; its size bounds the work in flight.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = current.settings.worker_threads
         app.state.feedback = FeedbackStore(current.settings.state_dir / "feedback.sqlite3")
         if current.settings.slack_http_enabled:
             from ..slack.bot import build_slack_app

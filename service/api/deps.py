@@ -1,4 +1,5 @@
-"""What routes receive as typed dependencies."""
+"""What routes receive as typed dependencies. Async, like every dependency here: FastAPI runs a
+plain-def dependency on the thread pool, where it would queue behind the answers being computed."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from ..engine import Engine
 from ..feedback import FeedbackStore
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_feedback(request: Request) -> FeedbackStore:
+async def get_feedback(request: Request) -> FeedbackStore:
     return request.app.state.feedback
 
 

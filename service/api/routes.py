@@ -48,7 +48,8 @@ class AskRequest(BaseModel):
 
 
 @public.get("/health", response_model=Health, responses={**UNAVAILABLE, **INVALID})
-def health(engine: EngineDep) -> Health:
+async def health(engine: EngineDep) -> Health:
+    # On the event loop, not in the thread pool: it answers even while every worker thread is busy.
     return engine.health()
 
 

@@ -40,7 +40,7 @@ def _check(settings: Settings, credentials: HTTPAuthorizationCredentials | None)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def known_query(request: Request) -> None:
+async def known_query(request: Request) -> None:
     """Refuse query parameters the route does not take: a misspelt `?vot=down` would otherwise be
     ignored silently."""
     route = request.scope.get("route")
@@ -57,7 +57,7 @@ def _query_params(dependant: Any) -> list[Any]:
     return [*dependant.query_params, *(p for d in dependant.dependencies for p in _query_params(d))]
 
 
-def require_key(request: Request, credentials: Credentials) -> None:
+async def require_key(request: Request, credentials: Credentials) -> None:
     """Every route but /health needs one of the keys, whenever keys are configured."""
     _check(_settings(request), credentials)
 
