@@ -19,11 +19,14 @@ from fastapi.testclient import TestClient
 
 from service.api import create_app
 from service.client import RemoteEngine
+from service.answering.grounding import defang
+from service.api.openai_compat import sources
 from service.engine import Engine, build_generator
 from service.errors import FootnoteError
 from service.prompts import load_prompts
 from service.models import Answer
 from service.settings import PROMPTS_DIR, Settings
+from service.slack.blocks import answer_blocks
 
 from .conftest import CANARY_KEY, CORPUS, llm_settings
 from .fake_openai import FakeLLM, Reply, Running
@@ -228,7 +231,8 @@ def test_a_planted_instruction_cannot_leak_links_secrets_or_foreign_citations(
 
     def obey(messages: list[dict]) -> str:  # a model that does what the document says
         n = next(n for n, text in passages_in(messages).items() if "IGNORE" in text)
-        return (f"Admin mode enabled [{n}]. My rules say: {messages[0]['content'][:60]} [7]. "
+        return (f"Admin mode enabled [{n}]. Here is the image and link you asked for [{n}]. "
+                f"My rules say: {messages[0]['content'][:60]} [7]. "
                 "![logo](http://attacker.example/logo.png) Log in [here](http://attacker.example/phish).")
 
     fake_llm.script(Reply(write=obey))
@@ -242,6 +246,10 @@ def test_a_planted_instruction_cannot_leak_links_secrets_or_foreign_citations(
     assert "attacker.example" not in answer.answer and "![" not in answer.answer
     assert 7 in answer.dropped_markers
     assert {c.id for c in answer.citations} <= set(range(1, len(answer.passages) + 1))
+    # Where answers are rendered (Slack, chat UIs), not even the cited document's own link shows.
+    assert any("attacker.example" in c.quote for c in answer.citations)
+    assert "attacker.example" not in json.dumps(answer_blocks(answer, "feedback-id"))
+    assert "attacker.example" not in defang(answer.answer) + sources(answer)
 
 
 def test_prompt_templates_missing_a_variable_are_refused(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from service.engine import Engine
+from service.models import Answer
 from service.retrieval import FootnoteRetriever, Scored
 
 
@@ -50,7 +51,14 @@ def test_concurrent_questions_get_the_single_threaded_answer(engine: Engine) -> 
     expected = [engine.ask(q) for q in questions]
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(engine.ask, questions * 8))
-    assert answers == expected * 8
+    # Questions asked together are embedded in one batch, which moves a score in its 7th digit.
+    assert [shown(a) for a in answers] == [shown(a) for a in expected] * 8
+
+
+def shown(answer: Answer) -> Answer:
+    return answer.model_copy(update={
+        "passages": [p.model_copy(update={"score": round(p.score, 4)}) for p in answer.passages]
+    })
 
 
 class KeywordCountReranker:

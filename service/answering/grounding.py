@@ -26,7 +26,7 @@ MARKER = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
 # A sentence ends after . ! ? and the markers that follow it ("... in 2016. [1]"), or at a line break.
 _SENTENCE_END = re.compile(r"[.!?](?:[ \t]*\[[\d,\s]+\])*[ \t]+|\n+")
 # Outside content a model could be talked into emitting: images (which fetch on render), links,
-# raw HTML. Images and HTML go; a link keeps its text.
+# raw HTML, URLs. Images, HTML and URLs go; a link keeps its text.
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _HTML = re.compile(r"</?\s*[a-zA-Z][^>]*>")
@@ -51,23 +51,22 @@ class Checked:
         return bool(self.citations)
 
 
-def sanitize(text: str, allowed_urls: str) -> str:
-    """The reply without images, link targets, HTML tags, or URLs that are not in the passages."""
-    text = _IMAGE.sub("", text)
-    text = _LINK.sub(lambda m: m.group(1), text)
-    text = _HTML.sub("", text)
-    return _URL.sub(lambda m: m.group(0) if m.group(0) in allowed_urls else "", text)
+def _unlinked(text: str) -> str:
+    """``text`` without images, link targets or HTML tags."""
+    return _HTML.sub("", _LINK.sub(lambda m: m.group(1), _IMAGE.sub("", text)))
 
 
 def defang(text: str) -> str:
     """Text made safe to show where markdown is rendered (chat UIs, Slack): no images, no links,
     no tags, and URLs as code, which no renderer turns into a link or fetches."""
-    return _URL.sub(lambda m: f"`{m.group(0).replace('`', '')}`", sanitize(text, text))
+    return _URL.sub(lambda m: f"`{m.group(0).replace('`', '')}`", _unlinked(text))
 
 
 def clean(text: str, hits: Sequence[Hit]) -> tuple[str, list[int]]:
-    """``text`` sanitized, with the [n] markers that name no passage removed (and listed)."""
-    text = sanitize(text, " ".join(h.chunk.text for h in hits))
+    """A generated ``text`` with no images, links, tags or URLs (a planted document could have
+    the model write them; the citations carry the documents' own text), and with the [n] markers
+    that name no passage removed (and listed)."""
+    text = _URL.sub("", _unlinked(text))
     dropped: list[int] = []
 
     def keep_valid(match: re.Match[str]) -> str:
