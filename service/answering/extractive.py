@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..retrieval import Hit, SearchIndex
-from ..text import Analyzer, related
+from ..text import Analyzer
 from ..models import Citation
 
 NOT_COVERED = "The documents do not cover this question."

@@ -25,7 +25,10 @@ from .responses import PROTECTED, TOO_LARGE
 from .security import known_query, require_key
 
 MODEL = "footnote"
-router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], dependencies=[Depends(require_key), Depends(known_query)], responses=PROTECTED)
+router = APIRouter(
+    prefix="/v1", tags=["OpenAI-compatible"], dependencies=[Depends(require_key), Depends(known_query)],
+    responses=PROTECTED,
+)
 
 
 class ContentPart(BaseModel):
