@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import TypeVar
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from service.engine import Engine, build_engine, build_generator
 from service.settings import Settings
 
 from .fake_openai import FakeLLM, Running
+from .fake_slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -70,16 +72,27 @@ def shared(path: str) -> Path:
     return target
 
 
-# LLM mode, against the scripted OpenAI-compatible server of fake_openai.py.
+# The outside services, each a small server on 127.0.0.1 speaking its protocol.
 CANARY_KEY = "sk-canary-7f3a9c1e"
+Fake = TypeVar("Fake", FakeLLM, FakeSlack)
+
+
+def _serve(fake: Fake) -> Iterator[Fake]:
+    with Running(fake.app()) as url:
+        fake.url = url
+        yield fake
 
 
 @pytest.fixture(scope="session")
 def fake_llm() -> Iterator[FakeLLM]:
-    fake = FakeLLM()
-    with Running(fake.app()) as url:
-        fake.url = url
-        yield fake
+    """The scripted OpenAI-compatible server of fake_openai.py."""
+    yield from _serve(FakeLLM())
+
+
+@pytest.fixture(scope="session")
+def fake_slack() -> Iterator[FakeSlack]:
+    """The Slack Web API (and Socket Mode) stand-in of fake_slack.py."""
+    yield from _serve(FakeSlack())
 
 
 def llm_settings(settings: Settings, url: str, **overrides: object) -> Settings:

@@ -26,7 +26,7 @@ from .fake_openai import FakeLLM, Reply
 from .fake_slack import FakeSlack
 from .test_cli import FOOTNOTE
 from .test_llm import QUESTION, cite
-from .test_slack import event_body, fake_slack, mention, signed  # noqa: F401 - fake_slack is a fixture
+from .test_slack import event_body, mention, signed
 
 KEYS = ("k1-3f9a", "k2-77c0")
 MALFORMED = [None, "Bearer wrong-key", f"Basic {KEYS[0]}", "Bearer", KEYS[0], f"Bearer {KEYS[0]} extra",
@@ -113,7 +113,7 @@ def test_the_log_formatter_blanks_secrets_in_messages_and_tracebacks() -> None:
 
 @pytest.mark.slow
 def test_no_secret_reaches_the_logs_or_a_response(
-    settings: Settings, fake_llm: FakeLLM, fake_slack: FakeSlack, tmp_path: Path  # noqa: F811
+    settings: Settings, fake_llm: FakeLLM, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
     """A real `footnote serve` at DEBUG with canary secrets everywhere, driven through every face:
     its whole output and every response body are searched for them."""

@@ -26,7 +26,7 @@ from service.settings import Settings
 from service.slack.blocks import ERROR, NOTHING_FOUND, answer_blocks
 
 from .conftest import llm_settings
-from .fake_openai import FakeLLM, Reply, Running
+from .fake_openai import FakeLLM, Reply
 from .fake_slack import BOT_USER, FakeSlack
 from .test_cli import FOOTNOTE
 from .test_llm import RESOLUTIONS, cite
@@ -34,14 +34,6 @@ from .test_llm import RESOLUTIONS, cite
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-canary-bot-token"
 QUESTION = "which resolutions were cited?"
-
-
-@pytest.fixture(scope="module")
-def fake_slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack()
-    with Running(fake.app()) as url:
-        fake.url = url
-        yield fake
 
 
 @pytest.fixture
