@@ -100,24 +100,27 @@ class SentenceTransformerEmbedder:
         model = self.model
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        parts = []
+        # Shortest first across the whole call, as encode does within one call: each step's
+        # batches then hold texts of like length, with little padding to compute.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
         # Small steps: progress keeps moving, and a question waiting on the lock (encode is
         # serialized) waits for one step, not for a whole ingest.
         step = self.batch_size * 2
-        for i in range(0, len(texts), step):
-            batch = list(texts[i : i + step])
+        for i in range(0, len(order), step):
+            rows = order[i : i + step]
             with self._lock:
                 vectors = model.encode(
-                    batch,
+                    [texts[r] for r in rows],
                     batch_size=self.batch_size,
                     normalize_embeddings=True,
                     convert_to_numpy=True,
                     show_progress_bar=False,
                 )
-            parts.append(np.asarray(vectors, dtype=np.float32))
+            out[rows] = np.asarray(vectors, dtype=np.float32)
             if progress:
-                progress(len(batch))
-        return np.vstack(parts)
+                progress(len(rows))
+        return out
 
 
 class QueryBatcher:
