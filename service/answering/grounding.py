@@ -20,7 +20,8 @@ from ..embedding import Embedder
 from ..models import Citation, Unsupported
 from ..retrieval import Hit, SearchIndex
 from ..text import Analyzer
-from .extractive import NOT_COVERED
+# Support is the same blend of meaning and words the extractive answerer ranks sentences with.
+from .extractive import _W_DENSE, _W_LEXICAL, NOT_COVERED
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
 # A sentence ends after . ! ? and the markers that follow it ("... in 2016. [1]"), or at a line break.
@@ -34,9 +35,6 @@ _URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+", re.I)
 _REFUSAL = re.compile(r"do(?:es)? not (?:cover|contain|answer)|cannot be answered|no information", re.I)
 # Sentences with fewer informative words than this ("Here is what I found:") are not claims.
 _CLAIM_MIN_TERMS = 2
-# Weights of support: the same blend of meaning and words the extractive answerer ranks with.
-_W_DENSE = 0.5
-_W_LEXICAL = 0.5
 
 
 @dataclass
