@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from importlib import import_module
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -49,33 +49,75 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-class SentenceTransformerEmbedder:
-    """Loads lazily in ``warm_up``; safe to share between threads (encode is serialized, since a
-    shared fast tokenizer raises "Already borrowed" when used concurrently)."""
+class SortedBatches:
+    """What every local embedder shares: the texts of one call are encoded shortest first, in
+    small steps under a lock. Subclasses load in ``warm_up`` and encode one step in ``_encode``."""
+
+    name: str
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        # Encoding is serialized: a shared fast tokenizer raises "Already borrowed" when used
+        # concurrently, and the model already uses every core.
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def dimension(self) -> int:
+        raise NotImplementedError
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        self.warm_up()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # Shortest first across the whole call, as encode does within one call: each step's
+        # batches then hold texts of like length, with little padding to compute.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        # Small steps: progress keeps moving, and a question waiting on the lock waits for one
+        # step, not for a whole ingest.
+        step = self.batch_size * 2
+        for i in range(0, len(order), step):
+            rows = order[i : i + step]
+            with self._lock:
+                out[rows] = self._encode([texts[r] for r in rows])
+            if progress:
+                progress(len(rows))
+        return out
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: a CUDA GPU when torch sees one, else Apple's MPS, else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+class SentenceTransformerEmbedder(SortedBatches):
+    """Loads lazily in ``warm_up``; safe to share between threads."""
 
     def __init__(self, name: str, device: str = "cpu", batch_size: int = 32) -> None:
+        super().__init__(batch_size)
         self.name = name
         self.device = device
-        self.batch_size = batch_size
         self._model: SentenceTransformer | None = None
-        self._lock = threading.Lock()
 
     def warm_up(self) -> None:
         with self._lock:
             if self._model is not None:
                 return
-            path = resolve_model_path(self.name)
-            # Never reach for a hub at run time: a name that is not on disk must fail here.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
-
-            try:
-                self._model = SentenceTransformer(path, device=self.device, local_files_only=True)
-            except (OSError, ValueError) as exc:
-                raise FootnoteError(
-                    f"cannot load embedding model {self.name!r} from {path}: "
-                    "give a local path or a model already in the Hugging Face cache"
-                ) from exc
+            self._model = load_sentence_transformer(self.name, resolve_device(self.device))
 
     @property
     def model(self) -> SentenceTransformer:
@@ -94,33 +136,34 @@ class SentenceTransformerEmbedder:
     def max_tokens(self) -> int:
         return int(self.model.max_seq_length)
 
-    def embed(
-        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
-    ) -> np.ndarray:
-        model = self.model
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        # Shortest first across the whole call, as encode does within one call: each step's
-        # batches then hold texts of like length, with little padding to compute.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        # Small steps: progress keeps moving, and a question waiting on the lock (encode is
-        # serialized) waits for one step, not for a whole ingest.
-        step = self.batch_size * 2
-        for i in range(0, len(order), step):
-            rows = order[i : i + step]
-            with self._lock:
-                vectors = model.encode(
-                    [texts[r] for r in rows],
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-            out[rows] = np.asarray(vectors, dtype=np.float32)
-            if progress:
-                progress(len(rows))
-        return out
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def load_sentence_transformer(name: str, device: str = "cpu", **kwargs: object) -> SentenceTransformer:
+    path = resolve_model_path(name)
+    # Never reach for a hub at run time: a name that is not on disk must fail here.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(path, device=device, local_files_only=True, **kwargs)  # type: ignore[arg-type]
+    except (OSError, ValueError) as exc:
+        raise FootnoteError(
+            f"cannot load embedding model {name!r} from {path}: "
+            "give a local path or a model already in the Hugging Face cache"
+        ) from exc
+    if device.startswith("cuda"):
+        model.half()  # half the GPU memory traffic; vectors are stored as float32 either way
+    return model
 
 
 class QueryBatcher:

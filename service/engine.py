@@ -20,6 +20,7 @@ from .embedding_cache import CachedEmbedder
 from .errors import DocumentNotFound, DocumentTooLarge, IndexMissing, IndexStateError, InvalidRequest
 from .indexing import IndexReport, Progress, check_config, index_config, sync_index
 from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Mode, Passage, Turn
+from .onnx_embedding import OnnxEmbedder
 from .prompts import load_prompts
 from .reranking import CrossEncoderReranker, Reranker
 from .retrieval import Hit, HybridRetriever, SearchIndex
@@ -65,7 +66,9 @@ class Engine:
     # -- the index ---------------------------------------------------------------------------
 
     def _use(self, snapshot: IndexSnapshot) -> None:
-        self._index = SearchIndex(snapshot, self.analyzer, self.settings.bm25_k1, self.settings.bm25_b)
+        self._index = SearchIndex(
+            snapshot, self.analyzer, self.settings.bm25_k1, self.settings.bm25_b, self.settings.vector_spec()
+        )
         self._version = self.store.version()
 
     @property
@@ -101,7 +104,8 @@ class Engine:
         with self._write_lock:
             self.embedder.warm_up()
             snapshot, report = sync_index(
-                self.store, self._ingest_embedder, self._config(), documents, rebuild, progress
+                self.store, self._ingest_embedder, self._config(), documents, rebuild, progress,
+                vectors=self.settings.vector_spec(),
             )
             self._use(snapshot)
         log.debug("index: %s", report.summary())
@@ -135,7 +139,7 @@ class Engine:
             given = [doc for _, doc in fresh.values()] if indexed is not None else load_documents([self.settings.corpus_dir])
             snapshot, report = sync_index(
                 self.store, self._ingest_embedder, self._config(), given,
-                progress=progress, keep_others=indexed is not None,
+                progress=progress, keep_others=indexed is not None, vectors=self.settings.vector_spec(),
             )
             self._use(snapshot)
         report.duplicates = duplicates
@@ -149,7 +153,8 @@ class Engine:
             # The corpus copy first, so a crash in between cannot bring the document back.
             self._corpus_path(source).unlink(missing_ok=True)
             snapshot, report = sync_index(
-                self.store, self._ingest_embedder, self._config(), [], keep_others=True, remove=[source]
+                self.store, self._ingest_embedder, self._config(), [], keep_others=True, remove=[source],
+                vectors=self.settings.vector_spec(),
             )
             self._use(snapshot)
         return report
@@ -313,7 +318,12 @@ def _passages(index: SearchIndex, hits: list[Hit]) -> list[Passage]:
 
 def build_engine(settings: Settings) -> Engine:
     """An engine with the configured embedder; nothing is loaded until first use or ``load``."""
-    embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.device, settings.embed_batch_size)
+    embedder: Embedder
+    if settings.embedding_backend == "torch":
+        embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.device, settings.embed_batch_size)
+    else:
+        embedder = OnnxEmbedder(settings.embedding_model, settings.model_cache_dir / "models",
+                                settings.embedding_backend == "onnx-int8", settings.embed_batch_size)
     reranker = CrossEncoderReranker(settings.reranker, settings.device) if settings.reranker else None
     return Engine(settings, embedder, reranker, build_generator(settings))
 

@@ -13,7 +13,9 @@ from .chunking import CHUNKER_VERSION, Chunk, Sentence, chunk_document, chunk_se
 from .documents import Document
 from .embedding import Embedder
 from .errors import IndexCorrupt, IndexMismatch, IndexMissing
-from .store import IndexConfig, IndexSnapshot, IndexStore, new_vector_index
+from .store import IndexConfig, IndexSnapshot, IndexStore
+from .vectors import VectorIndexSpec, kind_of
+from .vectors import build as build_vectors
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +86,11 @@ def sync_index(
     *,
     keep_others: bool = False,
     remove: Collection[str] = (),
+    vectors: VectorIndexSpec = VectorIndexSpec(),
 ) -> tuple[IndexSnapshot, IndexReport]:
     """Make the index hold exactly ``documents`` or, with ``keep_others``, add or replace them
-    (and drop ``remove``) keeping what else it holds. Saves only if something changed."""
+    (and drop ``remove``) keeping what else it holds. Saves only if something changed, or if the
+    vector index is not of the kind ``vectors`` asks for at this size (rebuilt without embedding)."""
     began = time.perf_counter()
     report = IndexReport()
     with store.writer_lock():
@@ -133,7 +137,7 @@ def sync_index(
         if old:
             report.removed = sorted(set(old.documents) - set(wanted))
 
-        if not report.changed and old is not None:
+        if not report.changed and old is not None and kind_of(old.vectors) == vectors.kind_for(old.vectors.ntotal):
             report.documents, report.chunks, report.sentences = len(old.documents), len(old.chunks), len(old.sentences)
             report.seconds = time.perf_counter() - began
             return old, report
@@ -164,7 +168,7 @@ def sync_index(
                 rows.append(fresh[idx] if idx else np.zeros((0, config.dimension), np.float32))
         chunks: list[Chunk] = [c for source in wanted for c in chunks_of.get(source, [])]
         matrix = np.vstack(rows) if rows else np.zeros((0, config.dimension), np.float32)
-        snapshot = IndexSnapshot(config, wanted, chunks, sentences, new_vector_index(matrix, config.dimension))
+        snapshot = IndexSnapshot(config, wanted, chunks, sentences, build_vectors(matrix, config.dimension, vectors))
         store.save(snapshot)
 
     report.documents, report.chunks = len(wanted), len(chunks)

@@ -18,7 +18,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import bm25s
-import faiss
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
@@ -30,6 +29,8 @@ from .embedding import Embedder
 from .models import Filters
 from .store import IndexSnapshot
 from .text import STOPWORDS, Analyzer, related
+from .vectors import VectorIndexSpec
+from .vectors import search as search_vectors
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,12 @@ class SearchIndex:
     the sentence-to-chunk map. Unchanged once built but for memos of per-term and per-sentence
     look-ups (a lost race computes a value twice, the same), so concurrent searches need no lock."""
 
-    def __init__(self, snapshot: IndexSnapshot, analyzer: Analyzer, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(
+        self, snapshot: IndexSnapshot, analyzer: Analyzer, k1: float = 1.2, b: float = 0.75,
+        vectors: VectorIndexSpec = VectorIndexSpec(),
+    ) -> None:
         self.snapshot = snapshot
+        self.vector_spec = vectors
         self.analyzer = analyzer
         chunks, documents = snapshot.chunks, list(snapshot.documents.values())
         self._tokenizer = bm25s.tokenization.Tokenizer(
@@ -167,19 +172,13 @@ class SearchIndex:
 
     def dense(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Scored:
         """Chunks by the cosine of their best sentence among the ``3k`` nearest sentences."""
-        vectors = self.snapshot.vectors
-        params = None
-        if allowed is not None:
-            rows = np.flatnonzero(allowed[self._sentence_chunk]).astype(np.int64)
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
-            depth = min(3 * k, len(rows))
-        else:
-            depth = min(3 * k, vectors.ntotal)
+        rows = np.flatnonzero(allowed[self._sentence_chunk]).astype(np.int64) if allowed is not None else None
+        depth = min(3 * k, self.snapshot.vectors.ntotal if rows is None else len(rows))
         if depth == 0:
             return Scored(np.zeros(0, np.int64), np.zeros(0, np.float32))
-        scores, rows_found = vectors.search(query.reshape(1, -1).astype(np.float32), depth, params=params)
+        scores, rows_found = search_vectors(self.snapshot.vectors, query, depth, self.vector_spec, rows)
         best: dict[int, float] = {}
-        for score, srow in zip(scores[0], rows_found[0]):
+        for score, srow in zip(scores, rows_found):
             if srow < 0:
                 break
             for chunk_row in self.sentence_chunks[srow]:

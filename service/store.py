@@ -26,6 +26,7 @@ import numpy as np
 from .chunking import Chunk, Sentence
 from .documents import Document
 from .errors import IndexCorrupt, IndexMismatch, IndexMissing, IndexStateError
+from .vectors import kind_of
 
 FORMAT = "footnote-index"
 FORMAT_VERSION = 2
@@ -67,14 +68,6 @@ class IndexSnapshot:
         for i, sentence in enumerate(self.sentences):
             rows.setdefault(sentence.source, []).append(i)
         return {s: ([self.sentences[i] for i in idx], matrix[idx]) for s, idx in rows.items()}
-
-
-def new_vector_index(vectors: np.ndarray, dimension: int) -> faiss.Index:
-    # Exact inner product over unit vectors = cosine similarity.
-    index = faiss.IndexFlatIP(dimension)
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
 
 
 def _sha256(data: bytes) -> str:
@@ -236,6 +229,7 @@ class IndexStore:
             "documents": {
                 s: {"sha256": d.sha256, "chunks": counts[s]} for s, d in snapshot.documents.items()
             },
+            "vector_index": kind_of(snapshot.vectors),
             "counts": {
                 "documents": len(snapshot.documents), "chunks": len(snapshot.chunks),
                 "sentences": len(snapshot.sentences),

@@ -29,6 +29,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Tests fire requests far faster than any user: the rate limit is off (for the CLI subprocesses
     # too) except where a test turns it on to check it.
     os.environ.setdefault("FOOTNOTE_RATE_LIMIT_PER_MINUTE", "0")
+    # The embedder's ONNX export, made once and reused by every test and CLI subprocess.
+    os.environ.setdefault("FOOTNOTE_MODEL_CACHE_DIR", str(ROOT / ".cache" / "test-models"))
 
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,7 @@ def test_closing_quote_stays_with_its_sentence() -> None:
 
 
 def test_seed_chunks_fit_the_model_window(embedder) -> None:  # noqa: ANN001
-    tokenizer = embedder.model.tokenizer
+    tokenizer = embedder.tokenizer
     for path in CORPUS.glob("*.txt"):
         doc = parse_document(path.name, path.read_text("utf-8"))
         for chunk in chunk_document(doc, 700, 150):
