@@ -58,6 +58,46 @@ class Scored:
         return dict(zip(map(int, self.rows), map(float, z))), float(z.min())
 
 
+class KeywordIndex:
+    """BM25 over chunks and over whole documents; a chunk scores the mean of its own BM25 and its
+    document's."""
+
+    def __init__(
+        self, chunk_texts: list[str], document_texts: list[str], chunk_doc: np.ndarray, stemmer: object,
+        k1: float = 1.2, b: float = 0.75,
+    ) -> None:
+        self._tokenizer = bm25s.tokenization.Tokenizer(stemmer=stemmer, stopwords=list(STOPWORDS), lower=True)
+        self._chunks = self._bm25(chunk_texts, k1, b)
+        self._documents = self._bm25(document_texts, k1, b)
+        self.chunk_doc = chunk_doc
+
+    def _bm25(self, texts: list[str], k1: float, b: float) -> bm25s.BM25 | None:
+        if not texts:
+            return None
+        model = bm25s.BM25(k1=k1, b=b)
+        model.index(self._tokenizer.tokenize(texts, return_as="ids", show_progress=False), show_progress=False)
+        return model
+
+    def search(self, question: str, k: int, allowed: np.ndarray | None = None) -> Scored:
+        empty = Scored(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if self._chunks is None or self._documents is None:
+            return empty
+        ids = self._tokenizer.tokenize([question], update_vocab=False, return_as="ids", show_progress=False)
+        if not ids or not ids[0]:
+            return empty
+        scores = (self._chunks.get_scores(ids[0]) + self._documents.get_scores(ids[0])[self.chunk_doc]) / 2
+        if allowed is not None:
+            scores = np.where(allowed, scores, 0.0)
+        # Ranking only the chunks that share a term keeps the cost with the matches, not the corpus.
+        matched = np.flatnonzero(scores > 0)
+        k = min(k, len(matched))
+        if k == 0:
+            return empty
+        top = matched[np.argpartition(-scores[matched], k - 1)[:k]]
+        top = top[np.lexsort((top, -scores[top]))]
+        return Scored(top.astype(np.int64), scores[top].astype(np.float32))
+
+
 class SearchIndex:
     """A loaded snapshot plus what is derived from it in memory: BM25 indexes, term statistics and
     the sentence-to-chunk map. Unchanged once built but for memos of per-term and per-sentence
@@ -71,13 +111,11 @@ class SearchIndex:
         self.vector_spec = vectors
         self.analyzer = analyzer
         chunks, documents = snapshot.chunks, list(snapshot.documents.values())
-        self._tokenizer = bm25s.tokenization.Tokenizer(
-            stemmer=analyzer.stemmer, stopwords=list(STOPWORDS), lower=True
-        )
-        self._chunk_bm25 = self._bm25([c.text for c in chunks], k1, b)
-        self._doc_bm25 = self._bm25([d.text for d in documents], k1, b)
         doc_row = {d.source: i for i, d in enumerate(documents)}
-        self.chunk_doc = np.array([doc_row[c.source] for c in chunks], dtype=np.int64)
+        self.keywords = KeywordIndex(
+            [c.text for c in chunks], [d.text for d in documents],
+            np.array([doc_row[c.source] for c in chunks], dtype=np.int64), analyzer.stemmer, k1, b,
+        )
 
         # Which chunks hold each sentence (overlapping chunks share some), and the reverse.
         by_source: dict[str, list[int]] = {}
@@ -111,13 +149,6 @@ class SearchIndex:
         self._sentence_terms: dict[int, frozenset[str]] = {}
         self._document_words: dict[str, frozenset[str]] = {}
         self._mentions: dict[tuple[str, str], bool] = {}
-
-    def _bm25(self, texts: list[str], k1: float, b: float) -> bm25s.BM25 | None:
-        if not texts:
-            return None
-        model = bm25s.BM25(k1=k1, b=b)
-        model.index(self._tokenizer.tokenize(texts, return_as="ids", show_progress=False), show_progress=False)
-        return model
 
     def idf(self, term: str) -> float:
         """IDF of a stem, or of its closest relative in the corpus (korean -> korea)."""
@@ -187,21 +218,7 @@ class SearchIndex:
         return Scored(np.array([r for r, _ in ranked], np.int64), np.array([s for _, s in ranked], np.float32))
 
     def keyword(self, question: str, k: int, allowed: np.ndarray | None = None) -> Scored:
-        empty = Scored(np.zeros(0, np.int64), np.zeros(0, np.float32))
-        if self._chunk_bm25 is None or self._doc_bm25 is None:
-            return empty
-        ids = self._tokenizer.tokenize([question], update_vocab=False, return_as="ids", show_progress=False)
-        if not ids or not ids[0]:
-            return empty
-        scores = (self._chunk_bm25.get_scores(ids[0]) + self._doc_bm25.get_scores(ids[0])[self.chunk_doc]) / 2
-        if allowed is not None:
-            scores = np.where(allowed, scores, 0.0)
-        k = min(k, int(np.count_nonzero(scores > 0)))
-        if k == 0:
-            return empty
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]
-        return Scored(top.astype(np.int64), scores[top].astype(np.float32))
+        return self.keywords.search(question, k, allowed)
 
 
 class HybridRetriever:
