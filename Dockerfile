@@ -5,7 +5,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     HF_HUB_OFFLINE=1 \
     FOOTNOTE_CORPUS_DIR=/app/corpus \
-    FOOTNOTE_INDEX_DIR=/app/index
+    FOOTNOTE_INDEX_DIR=/app/index \
+    FOOTNOTE_MODEL_CACHE_DIR=/app/models
 
 # The CPU-only build of torch; override with --build-arg TORCH_PIP_ARGS= to take PyPI's.
 ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
@@ -24,8 +25,9 @@ RUN pip install --no-cache-dir torch==2.13.0 ${TORCH_PIP_ARGS} \
 COPY corpus ./corpus
 COPY prompts ./prompts
 COPY index/README.md ./index/README.md
-# Build the index into the image so the container serves at once; uploads land in corpus/.
-RUN footnote index && chown -R footnote:footnote /app/index /app/corpus
+# Build the index (and the embedder's ONNX export) into the image so the container serves at
+# once; uploads land in corpus/.
+RUN footnote index && chown -R footnote:footnote /app/index /app/corpus /app/models
 
 USER 10001
 EXPOSE 8000

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -135,10 +135,6 @@ class SentenceTransformerEmbedder(SortedBatches):
     @property
     def max_tokens(self) -> int:
         return int(self.model.max_seq_length)
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.model.tokenizer
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(

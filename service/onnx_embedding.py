@@ -21,7 +21,7 @@ import numpy as np
 from .embedding import SortedBatches, load_sentence_transformer, resolve_model_path
 from .errors import FootnoteError
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 CONFIG = "footnote-onnx.json"
 
 
@@ -69,9 +69,11 @@ def export(name: str, target: Path, quantize: bool) -> None:
         # Per channel: cosine 0.99 to the fp32 vectors on the seed articles, 0.97 per tensor.
         quantize_dynamic(str(fp32), str(target / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True)
         fp32.unlink()
-    model.tokenizer.save_pretrained(str(target))
+    tokenizer = model.tokenizer
+    tokenizer.backend_tokenizer.save(str(target / "tokenizer.json"))  # the Rust tokenizer: no transformers at run time
     config = {"inputs": inputs, "max_tokens": int(model.max_seq_length),
-              "dimension": int(model.get_embedding_dimension() or 0), "source": name, "int8": quantize}
+              "dimension": int(model.get_embedding_dimension() or 0), "source": name, "int8": quantize,
+              "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id}
     (target / CONFIG).write_text(json.dumps(config, indent=2))
 
 
@@ -115,7 +117,7 @@ class OnnxEmbedder(SortedBatches):
             if self._session is not None:
                 return
             import onnxruntime as ort
-            from transformers import AutoTokenizer
+            from tokenizers import Tokenizer
 
             try:
                 folder = ensure_export(self.source, self.directory, self.quantize)
@@ -126,8 +128,11 @@ class OnnxEmbedder(SortedBatches):
                     f"cannot export embedding model {self.source!r} to ONNX ({exc}): "
                     "set FOOTNOTE_EMBEDDING_BACKEND=torch"
                 ) from exc
-            self._config = json.loads((folder / CONFIG).read_text())
-            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            config = json.loads((folder / CONFIG).read_text())
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tokenizer.enable_truncation(config["max_tokens"])
+            tokenizer.enable_padding(pad_id=config["pad_id"], pad_token=config["pad_token"])
+            self._config, self._tokenizer = config, tokenizer
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             self._session = ort.InferenceSession(
@@ -144,19 +149,16 @@ class OnnxEmbedder(SortedBatches):
         self.warm_up()
         return int(self._config["max_tokens"])
 
-    @property
-    def tokenizer(self) -> Any:
-        self.warm_up()
-        return self._tokenizer
-
     def _encode(self, texts: list[str]) -> np.ndarray:
         out = []
         for i in range(0, len(texts), self.batch_size):
-            tokens = self._tokenizer(
-                texts[i : i + self.batch_size], padding=True, truncation=True,
-                max_length=self._config["max_tokens"], return_tensors="np",
-            )
-            feed = {k: tokens[k].astype(np.int64) for k in self._config["inputs"]}
+            # Stripped, as sentence-transformers does before tokenizing.
+            encodings = self._tokenizer.encode_batch([t.strip() for t in texts[i : i + self.batch_size]])
+            columns = {
+                "input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
+                "token_type_ids": [e.type_ids for e in encodings],
+            }
+            feed = {k: np.array(columns[k], dtype=np.int64) for k in self._config["inputs"]}
             out.append(self._session.run(None, feed)[0])
         vectors = np.vstack(out).astype(np.float32)
         # Normalized in the graph already; again here so int8 rounding cannot leave them off unit length.

@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.chunking import chunk_document, split_sentences
+from service.embedding import resolve_model_path
 from service.documents import parse_document
 
 from .conftest import CORPUS
@@ -60,7 +61,9 @@ def test_closing_quote_stays_with_its_sentence() -> None:
 
 
 def test_seed_chunks_fit_the_model_window(embedder) -> None:  # noqa: ANN001
-    tokenizer = embedder.tokenizer
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(embedder.name), local_files_only=True)
     for path in CORPUS.glob("*.txt"):
         doc = parse_document(path.name, path.read_text("utf-8"))
         for chunk in chunk_document(doc, 700, 150):
