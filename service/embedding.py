@@ -175,7 +175,8 @@ class QueryBatcher:
         self._ready = threading.Condition()
         self._worker: threading.Thread | None = None
 
-    def embed_one(self, text: str) -> np.ndarray:
+    def submit(self, text: str) -> Future[np.ndarray]:
+        """The text's vector, soon: the caller can do other work while it is embedded."""
         future: Future[np.ndarray] = Future()
         with self._ready:
             self._pending.append((text, future))
@@ -183,7 +184,7 @@ class QueryBatcher:
                 self._worker = threading.Thread(target=self._run, name="query-embedder", daemon=True)
                 self._worker.start()
             self._ready.notify()
-        return future.result()
+        return future
 
     def _run(self) -> None:
         while True:

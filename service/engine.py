@@ -185,13 +185,14 @@ class Engine:
         self, question: str, top_k: int, filters: Filters | None
     ) -> tuple[SearchIndex, np.ndarray, list[Hit]]:
         index = self.index
-        query = self.queries.embed_one(question)
+        query = self.queries.submit(question)  # embedded while the keyword side is scored
         if self.reranker is None:
-            return index, query, self.retriever.search(index, question, query, top_k, filters)
+            hits = self.retriever.search(index, question, query, top_k, filters)
+            return index, query.result(), hits
         pool = self.retriever.search(index, question, query, max(top_k, self.settings.rerank_depth), filters)
         scores = self.reranker.score(question, [h.chunk.text for h in pool])
         order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))[:top_k]
-        return index, query, [replace(pool[i], score=scores[i]) for i in order]
+        return index, query.result(), [replace(pool[i], score=scores[i]) for i in order]
 
     def search(self, question: str, top_k: int = 5, filters: Filters | None = None) -> list[Passage]:
         """The passages for a question, best first, without composing an answer."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import bm25s
@@ -59,8 +60,8 @@ class Scored:
 
 
 class KeywordIndex:
-    """BM25 over chunks and over whole documents; a chunk scores the mean of its own BM25 and its
-    document's."""
+    """BM25 over chunks and over whole documents; a chunk scores its own BM25 plus its document's
+    (in the order of their mean: fusion standardizes the scores, so the halving is left out)."""
 
     def __init__(
         self, chunk_texts: list[str], document_texts: list[str], chunk_doc: np.ndarray, stemmer: object,
@@ -85,16 +86,22 @@ class KeywordIndex:
         ids = self._tokenizer.tokenize([question], update_vocab=False, return_as="ids", show_progress=False)
         if not ids or not ids[0]:
             return empty
-        scores = (self._chunks.get_scores(ids[0]) + self._documents.get_scores(ids[0])[self.chunk_doc]) / 2
+        scores = self._chunks.get_scores(ids[0])
+        scores += self._documents.get_scores(ids[0])[self.chunk_doc]
         if allowed is not None:
-            scores = np.where(allowed, scores, 0.0)
-        # Ranking only the chunks that share a term keeps the cost with the matches, not the corpus.
-        matched = np.flatnonzero(scores > 0)
+            scores[~allowed] = 0.0
+        # Only chunks that can be in the top k are ranked. A regular sample's k-th best score is a
+        # lower bound on the whole's (at least k chunks reach it), and on a large corpus it admits
+        # a few thousand chunks where "shares a term" admits hundreds of thousands.
+        step = len(scores) // (50 * k)
+        bound = float(np.partition(scores[::step], -k)[-k]) if step > 1 else 0.0
+        matched = np.flatnonzero(scores >= bound) if bound > 0 else np.flatnonzero(scores > 0)
         k = min(k, len(matched))
         if k == 0:
             return empty
-        top = matched[np.argpartition(-scores[matched], k - 1)[:k]]
-        top = top[np.lexsort((top, -scores[top]))]
+        values = scores[matched]
+        top = matched[values >= np.partition(values, -k)[-k]]  # every chunk tied with the k-th too
+        top = top[np.lexsort((top, -scores[top]))][:k]  # so that ties go to the lower row, always
         return Scored(top.astype(np.int64), scores[top].astype(np.float32))
 
 
@@ -231,12 +238,15 @@ class HybridRetriever:
         self.keyword_weight = keyword_weight
 
     def search(
-        self, index: SearchIndex, question: str, query: np.ndarray, top_k: int, filters: Filters | None = None
+        self, index: SearchIndex, question: str, query: np.ndarray | Future[np.ndarray], top_k: int,
+        filters: Filters | None = None,
     ) -> list[Hit]:
+        """``query`` may still be being embedded (a Future): the keyword side runs meanwhile."""
         depth = max(self.candidates, top_k)
         allowed = index.allowed_chunks(filters)
-        dense, dense_floor = index.dense(query, depth, allowed).standardized()
         keyword, keyword_floor = index.keyword(question, depth, allowed).standardized()
+        vector = query.result() if isinstance(query, Future) else query
+        dense, dense_floor = index.dense(vector, depth, allowed).standardized()
         fused = {
             row: self.dense_weight * dense.get(row, dense_floor) + self.keyword_weight * keyword.get(row, keyword_floor)
             for row in dense.keys() | keyword.keys()

@@ -5,7 +5,8 @@ import pytest
 
 from service.engine import Engine
 from service.models import Answer
-from service.retrieval import FootnoteRetriever, Scored
+from service.retrieval import FootnoteRetriever, KeywordIndex, Scored
+from service.text import Analyzer
 
 
 def test_standardized_scores_give_missing_rows_the_floor() -> None:
@@ -83,3 +84,22 @@ def test_reranker_reorders_the_retrieved_pool(engine: Engine) -> None:
     pool = {p.chunk_id for p in engine.search(question, top_k=engine.settings.rerank_depth)}
     assert {p.chunk_id for p in passages} <= pool
     assert max(counts) == max(p.text.count("Ukraine") for p in engine.search(question, top_k=30))
+
+
+def test_keyword_top_k_on_a_large_corpus_is_the_exact_top_k() -> None:
+    """Past 100 chunks per candidate the search ranks only chunks above a sampled bound; what it
+    returns must still be the true top k, ties broken by row."""
+    rng = np.random.default_rng(3)
+    vocabulary = [f"w{i}" for i in range(400)]
+    weights = 1 / np.arange(1, 401)
+    texts = [" ".join(rng.choice(vocabulary, 12, p=weights / weights.sum())) for _ in range(12_000)]
+    chunk_doc = np.arange(len(texts), dtype=np.int64) // 4
+    documents = [" ".join(texts[i : i + 4]) for i in range(0, len(texts), 4)]
+    index = KeywordIndex(texts, documents, chunk_doc, Analyzer().stemmer)
+    everything = KeywordIndex(texts, documents, chunk_doc, Analyzer().stemmer)
+    for question in ("w3 w17", "w0", "w250 w399 w1", "w120"):
+        for k in (10, 100):
+            got = index.search(question, k)
+            full = everything.search(question, len(texts))  # every match ranked: no bound applies
+            np.testing.assert_array_equal(got.rows, full.rows[:k])
+            np.testing.assert_allclose(got.scores, full.scores[:k])

@@ -1,5 +1,6 @@
-"""The default embedding backend: the packaged model exported to ONNX on first use and run on
-ONNX Runtime. Its vectors are torch's (so indexes and caches are shared); int8 is its own model."""
+"""Embedding backends. The default: the packaged model exported to ONNX on first use and run on
+ONNX Runtime; its vectors are torch's (so indexes and caches are shared); int8 is its own model.
+Torch runs on any device, a GPU when asked or, with ``auto``, when torch sees one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.embedding import SentenceTransformerEmbedder, resolve_model_path
+from service.embedding import SentenceTransformerEmbedder, resolve_device, resolve_model_path
 from service.engine import Engine, build_engine
 from service.errors import IndexMismatch
 from service.onnx_embedding import OnnxEmbedder, ensure_export
@@ -65,3 +66,13 @@ def test_onnx_backends_run_on_the_cpu() -> None:
     with pytest.raises(ValidationError, match="embedding_backend 'torch'"):
         Settings(device="cuda")
     assert Settings(device="cuda", embedding_backend="torch").device == "cuda"
+
+
+def test_auto_device_takes_a_gpu_only_when_torch_sees_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert (resolve_device("auto"), resolve_device("cuda")) == ("cpu", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
