@@ -135,6 +135,9 @@ class OnnxEmbedder(SortedBatches):
             self._config, self._tokenizer = config, tokenizer
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # Idle threads sleep instead of spinning: spinning took the cores from the FAISS and
+            # BM25 work that follows each question (floor 14.5 -> 9.0 ms on SQuAD, 2 cores).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(
                 str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
             )
