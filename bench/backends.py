@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.datasets import load_squad
 from bench.perf import machine
 from service.engine import build_engine

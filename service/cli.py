@@ -4,6 +4,7 @@ one line on stderr and a non-zero exit here, and only here."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -37,9 +38,8 @@ def _settings() -> Settings:
     except ValueError as exc:
         raise FootnoteError(f"bad FOOTNOTE_* setting: {exc}") from exc
     configure_logging(settings)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+    # No "Loading weights" bars; read by transformers when (and only if) a model is loaded in torch.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     return settings
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .vectors import VectorIndexSpec
+if TYPE_CHECKING:
+    from .vectors import VectorIndexSpec
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # The prompts/ folder of the project (a working copy or the Docker image), wherever the CLI runs.
@@ -138,6 +139,8 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python logging level.")
 
     def vector_spec(self) -> VectorIndexSpec:
+        from .vectors import VectorIndexSpec  # FAISS loads with the index, not with the settings
+
         return VectorIndexSpec(self.vector_index, self.vector_exact_limit, self.ivf_nprobe, ef_search=self.hnsw_ef_search)
 
     @property
