@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     )
     embedding_backend: Literal["onnx", "torch", "onnx-int8"] = Field(
         "onnx", description="Run the embedder on ONNX Runtime (CPU; the model is exported once into "
-        "model_cache_dir; the same vectors as torch within 1e-6, 3-4x faster per question) or on torch (any "
-        "device). onnx-int8 quantizes the weights: faster still, but other vectors, so the index is rebuilt.",
+        "model_cache_dir; the same vectors as torch within 1e-6, about 2.5x faster per question) or on torch "
+        "(any device). onnx-int8 quantizes the weights: faster ingest, but other vectors, so the index is rebuilt.",
     )
     model_cache_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "footnote",
