@@ -60,8 +60,18 @@ class SortedBatches:
         # Encoding is serialized: a shared fast tokenizer raises "Already borrowed" when used
         # concurrently, and the model already uses every core.
         self._lock = threading.Lock()
+        self._loaded = False
 
     def warm_up(self) -> None:
+        """Load once; after that a flag check, without the lock, on every question's path."""
+        if self._loaded:
+            return
+        with self._lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+
+    def _load(self) -> None:
         raise NotImplementedError
 
     @property
@@ -113,16 +123,12 @@ class SentenceTransformerEmbedder(SortedBatches):
         self.device = device
         self._model: SentenceTransformer | None = None
 
-    def warm_up(self) -> None:
-        with self._lock:
-            if self._model is not None:
-                return
-            self._model = load_sentence_transformer(self.name, resolve_device(self.device))
+    def _load(self) -> None:
+        self._model = load_sentence_transformer(self.name, resolve_device(self.device))
 
     @property
     def model(self) -> SentenceTransformer:
-        if self._model is None:
-            self.warm_up()
+        self.warm_up()
         assert self._model is not None
         return self._model
 

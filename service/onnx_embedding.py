@@ -80,8 +80,8 @@ def export(name: str, target: Path, quantize: bool) -> None:
 def ensure_export(name: str, directory: Path, quantize: bool) -> Path:
     """The exported model's folder, exporting it first if needed. The export is written to a
     temporary folder and renamed into place, so a crash or a concurrent export leaves no half."""
-    folder = directory / f"{Path(resolve_model_path(name)).name}-{'int8' if quantize else 'fp32'}-" \
-        f"{_fingerprint(resolve_model_path(name), quantize)}"
+    path = resolve_model_path(name)
+    folder = directory / f"{Path(path).name}-{'int8' if quantize else 'fp32'}-{_fingerprint(path, quantize)}"
     if (folder / CONFIG).is_file():
         return folder
     directory.mkdir(parents=True, exist_ok=True)
@@ -112,35 +112,32 @@ class OnnxEmbedder(SortedBatches):
         self._tokenizer: Any = None
         self._config: dict[str, Any] = {}
 
-    def warm_up(self) -> None:
-        with self._lock:
-            if self._session is not None:
-                return
-            import onnxruntime as ort
-            from tokenizers import Tokenizer
+    def _load(self) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
 
-            try:
-                folder = ensure_export(self.source, self.directory, self.quantize)
-            except FootnoteError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - torch's exporter fails in many ways on unusual models
-                raise FootnoteError(
-                    f"cannot export embedding model {self.source!r} to ONNX ({exc}): "
-                    "set FOOTNOTE_EMBEDDING_BACKEND=torch"
-                ) from exc
-            config = json.loads((folder / CONFIG).read_text())
-            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            tokenizer.enable_truncation(config["max_tokens"])
-            tokenizer.enable_padding(pad_id=config["pad_id"], pad_token=config["pad_token"])
-            self._config, self._tokenizer = config, tokenizer
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # Idle threads sleep instead of spinning: spinning took the cores from the FAISS and
-            # BM25 work that follows each question (floor 14.5 -> 9.0 ms on SQuAD, 2 cores).
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = ort.InferenceSession(
-                str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
-            )
+        try:
+            folder = ensure_export(self.source, self.directory, self.quantize)
+        except FootnoteError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch's exporter fails in many ways on unusual models
+            raise FootnoteError(
+                f"cannot export embedding model {self.source!r} to ONNX ({exc}): "
+                "set FOOTNOTE_EMBEDDING_BACKEND=torch"
+            ) from exc
+        config = json.loads((folder / CONFIG).read_text())
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer.enable_truncation(config["max_tokens"])
+        tokenizer.enable_padding(pad_id=config["pad_id"], pad_token=config["pad_token"])
+        self._config, self._tokenizer = config, tokenizer
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning: spinning took the cores from the FAISS and
+        # BM25 work that follows each question (floor 14.5 -> 9.0 ms on SQuAD, 2 cores).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = ort.InferenceSession(
+            str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
 
     @property
     def dimension(self) -> int:
