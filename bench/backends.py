@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from bench.datasets import load_squad
-from bench.perf import machine, markdown_table
+from bench.perf import machine, markdown_table, median_ms, timed
 from service.engine import build_engine
 from service.evaluation import evaluate, load_gold
 from service.settings import Settings
@@ -45,16 +44,10 @@ def main() -> None:
             settings = Settings(index_dir=Path(tmp) / backend / "index", state_dir=Path(tmp) / backend / "state",
                                 embedding_backend=backend)  # type: ignore[arg-type]
             engine = build_engine(settings)
-            started = time.perf_counter()
-            engine.embedder.warm_up()
-            load_s = time.perf_counter() - started
+            load_s = timed(engine.embedder.warm_up)
             for q in questions[:20]:  # warm-up
                 engine.embedder.embed([q])
-            latencies = []
-            for q in questions:
-                started = time.perf_counter()
-                engine.embedder.embed([q])
-                latencies.append(time.perf_counter() - started)
+            latencies = [timed(lambda q=q: engine.embedder.embed([q])) for q in questions]
             started = time.perf_counter()
             vectors = engine.embedder.embed(sentences)
             per_s = len(sentences) / (time.perf_counter() - started)
@@ -63,7 +56,7 @@ def main() -> None:
             engine.sync()
             report = evaluate(engine, gold)
             rows.append((
-                backend, f"{statistics.median(latencies) * 1000:.2f}", f"{per_s:.0f}", f"{cosine:.6f}",
+                backend, f"{median_ms(latencies):.2f}", f"{per_s:.0f}", f"{cosine:.6f}",
                 f"{report.answer_accuracy:.3f} / {report.citation_accuracy:.3f} / {report.refusal_accuracy:.3f}",
                 f"{load_s:.1f}",
             ))

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import gc
 import re
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
 from bench.datasets import load_squad
-from bench.perf import machine, markdown_table, p95_ms
+from bench.perf import machine, markdown_table, median_ms, p95_ms, timed
 from service.retrieval import KeywordIndex
 from service.text import Analyzer
 from service.vectors import VectorIndexSpec, build, search
@@ -53,24 +52,17 @@ def clustered(n: int, centres: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return out
 
 
-def timed_ms(call) -> float:  # noqa: ANN001
-    started = time.perf_counter()
-    call()
-    return (time.perf_counter() - started) * 1000
-
-
 def vectors(n: int, n_questions: int, kinds: list[str]) -> list[Row]:
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((max(n // 100, 1), DIM)).astype(np.float32)
     data, questions = clustered(n, centres, rng), clustered(n_questions, centres, rng)
     exact = build(data, DIM, VectorIndexSpec("flat"))
-    truth, exact_ms = [], []
-    for q in questions:
-        exact_ms.append(timed_ms(lambda q=q: truth.append(search(exact, q, 10, VectorIndexSpec("flat"))[1])))
+    truth: list[np.ndarray] = []
+    exact_s = [timed(lambda q=q: truth.append(search(exact, q, 10, VectorIndexSpec("flat"))[1])) for q in questions]
     del exact
     gc.collect()
-    rows: list[Row] = [(f"exact search (flat), {n:,} vectors", f"p50 {statistics.median(exact_ms):.1f} ms, "
-                        f"p95 {p95_ms([x / 1000 for x in exact_ms]):.1f} ms", "recall 1 by definition")]
+    rows: list[Row] = [(f"exact search (flat), {n:,} vectors", f"p50 {median_ms(exact_s):.1f} ms, "
+                        f"p95 {p95_ms(exact_s):.1f} ms", "recall 1 by definition")]
     admitted = np.sort(rng.choice(n, n // 100, replace=False))  # a filter admitting 1% of the rows
     for kind in kinds:
         spec = VectorIndexSpec(kind)  # type: ignore[arg-type]
@@ -85,15 +77,15 @@ def vectors(n: int, n_questions: int, kinds: list[str]) -> list[Row]:
             _, got = search(index, q, 10, spec)
             latencies.append(time.perf_counter() - started)
             found += len(set(got) & set(want))
-        filtered = [timed_ms(lambda q=q: search(index, q, 10, spec, admitted)) / 1000 for q in questions[:100]]
+        filtered = [timed(lambda q=q: search(index, q, 10, spec, admitted)) for q in questions[:100]]
         setting = f"nprobe {spec.nprobe} of {index.nlist} lists" if kind == "ivf" else f"M {spec.hnsw_m}, efSearch {spec.ef_search}"
         rows += [
-            (f"{kind} search ({setting})", f"p50 {statistics.median(latencies) * 1000:.2f} ms, "
+            (f"{kind} search ({setting})", f"p50 {median_ms(latencies):.2f} ms, "
              f"p95 {p95_ms(latencies):.2f} ms, recall@10 {found / (10 * len(questions)):.3f}",
              "target p50 <= 5 ms at recall@10 >= 0.95"),
             (f"{kind} build", f"{seconds:.0f} s, {per_vector:.0f} bytes a vector in memory",
              f"vectors alone: {4 * DIM} bytes"),
-            (f"{kind} search, filter admitting 1%", f"p50 {statistics.median(filtered) * 1000:.1f} ms", ""),
+            (f"{kind} search, filter admitting 1%", f"p50 {median_ms(filtered):.1f} ms", ""),
         ]
         del index
         gc.collect()
@@ -113,10 +105,10 @@ def keywords(n: int, n_questions: int) -> list[Row]:
     index = KeywordIndex(chunks, documents, np.arange(n, dtype=np.int64) // 10, Analyzer().stemmer, k1=0.5)
     seconds, per_chunk = time.perf_counter() - started, (rss_mb() - before) * 2**20 / n
     questions = [q.text for q in squad.queries[:n_questions]]
-    latencies = [timed_ms(lambda q=q: index.search(q, 100)) / 1000 for q in questions]
+    latencies = [timed(lambda q=q: index.search(q, 100)) for q in questions]
     return [
         (f"BM25 (chunks + documents), {n:,} chunks in {len(documents):,} documents",
-         f"p50 {statistics.median(latencies) * 1000:.1f} ms, p95 {p95_ms(latencies):.1f} ms",
+         f"p50 {median_ms(latencies):.1f} ms, p95 {p95_ms(latencies):.1f} ms",
          "every question scores both; compare with the vector search"),
         ("BM25 build", f"{seconds:.0f} s, {per_chunk:.0f} bytes a chunk in memory",
          f"the chunk text itself: {text_mb * 2**20 / n:.0f} bytes a chunk"),
