@@ -47,7 +47,7 @@ def main() -> None:
             load_s = timed(engine.embedder.warm_up)
             for q in questions[:20]:  # warm-up
                 engine.embedder.embed([q])
-            latencies = [timed(lambda q=q: engine.embedder.embed([q])) for q in questions]
+            latencies = [timed(lambda q=q, e=engine: e.embedder.embed([q])) for q in questions]
             started = time.perf_counter()
             vectors = engine.embedder.embed(sentences)
             per_s = len(sentences) / (time.perf_counter() - started)

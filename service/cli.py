@@ -179,13 +179,12 @@ def slack() -> None:
         )
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from .feedback import FeedbackStore
     from .slack.bot import build_slack_app
 
     engine = build_engine(settings)
     report = engine.sync(progress=_progress_bar())
     typer.echo(f"index ready: {report.summary()}", err=True)
-    bolt = build_slack_app(engine, FeedbackStore(settings.state_dir / "feedback.sqlite3"), settings)
+    bolt = build_slack_app(engine, engine.feedback, settings)
     typer.echo("connecting to Slack over Socket Mode", err=True)
     SocketModeHandler(bolt, settings.slack_app_token.get_secret_value()).start()
 
@@ -205,9 +204,8 @@ def feedback(
 
         entries = RemoteEngine(url).feedback(vote, limit)  # type: ignore[arg-type]
     else:
-        from .feedback import FeedbackStore
 
-        entries = FeedbackStore(_settings().state_dir / "feedback.sqlite3").entries(vote, limit)  # type: ignore[arg-type]
+        entries = build_engine(_settings()).feedback.entries(vote, limit)  # type: ignore[arg-type]
     if json_out:
         typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 from .errors import CorpusError, InvalidRequest
 from .loaders import SUPPORTED_SUFFIXES, extract
-
 
 # A leading "date 2024-11-09" (or "Date: 2024-11-09") header line or prefix.
 _DATE_HEADER = re.compile(r"\A\s*(?:date|published)\s*:?\s*(\d{4}-\d{2}-\d{2})\b[ \t]*\n?", re.I)

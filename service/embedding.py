@@ -21,6 +21,28 @@ if TYPE_CHECKING:
 _PACKAGED_NAMES = {DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
 
 
+class FairLock:
+    """A lock taken in the order it was asked for. A plain lock lets the thread that releases it
+    take it straight back: an ingest encoding step after step would starve the questions."""
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition()
+        self._next = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._turns:
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._turns.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._turns:
+            self._serving += 1
+            self._turns.notify_all()
+
+
 class Embedder(Protocol):
     name: str
 
@@ -59,7 +81,7 @@ class SortedBatches:
         self.batch_size = batch_size
         # Encoding is serialized: a shared fast tokenizer raises "Already borrowed" when used
         # concurrently, and the model already uses every core.
-        self._lock = threading.Lock()
+        self._lock = FairLock()
         self._loaded = False
 
     def warm_up(self) -> None:

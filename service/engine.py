@@ -1,12 +1,15 @@
-"""The one place Footnote's parts are wired together. The HTTP API, the CLI (and later Slack)
-call only this."""
+"""The one place Footnote's parts are wired together (``build_engine``), and the engine the faces
+call: a facade over the live index (open, version, reload), the document writer (sync, add,
+delete) and the asker (retrieval and answers)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,106 +17,158 @@ import numpy as np
 from .answering.extractive import NOT_COVERED, ExtractiveAnswerer
 from .answering.generative import GenerativeAnswerer, LLMError, build_chat_model
 from .answering.grounding import Grounder, cleaned_stream
-from .documents import Document, load_bytes, load_documents, safe_name
+from .documents import Document, discover, load_bytes, read_document, safe_name
+from .embedded_store import EmbeddedStore
 from .embedding import Embedder, QueryBatcher, SentenceTransformerEmbedder
 from .embedding_cache import CachedEmbedder
-from .errors import DocumentNotFound, DocumentTooLarge, IndexMissing, IndexStateError, InvalidRequest
-from .indexing import IndexReport, Progress, check_config, index_config, sync_index
+from .errors import (
+    DocumentNotFound,
+    DocumentTooLarge,
+    IndexCorrupt,
+    IndexMismatch,
+    IndexMissing,
+    IndexStateError,
+    InvalidRequest,
+)
+from .feedback import FeedbackStore
+from .indexing import IndexReport, Progress, check_config, index_config, prepare
+from .migration import migrate_legacy
 from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Mode, Passage, Turn
 from .onnx_embedding import OnnxEmbedder
 from .prompts import load_prompts
 from .reranking import CrossEncoderReranker, Reranker
 from .retrieval import Hit, HybridRetriever, SearchIndex
 from .settings import Settings
-from .store import IndexConfig, IndexSnapshot, IndexStore, write_atomic
+from .store import FileStamp, IndexConfig, Store, fsync_dir
 from .text import Analyzer
 
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
 MAX_TOP_K = 50
+# Documents embedded and committed together by a sync: a crash loses at most one batch's work.
+SYNC_BATCH = 256
 
 
-class Engine:
-    def __init__(
-        self, settings: Settings, embedder: Embedder, reranker: Reranker | None = None,
-        generator: GenerativeAnswerer | None = None,
-    ) -> None:
-        self.settings = settings
-        self.embedder = embedder
-        # Only documents go through the cache: questions are rarely repeated, and a disk
-        # look-up would sit on every question's path.
-        self._ingest_embedder: Embedder = (
-            CachedEmbedder(embedder, settings.embedding_cache_dir) if settings.embedding_cache_dir else embedder
-        )
-        self.reranker = reranker
-        self.queries = QueryBatcher(embedder)
-        # One writer at a time in this process (the store's file lock covers other processes).
-        self._write_lock = threading.Lock()
-        self.store = IndexStore(settings.index_dir)
-        self.analyzer = Analyzer()
-        self.retriever = HybridRetriever(
-            embedder, settings.candidates, settings.dense_weight, settings.keyword_weight
-        )
-        self.answerer = ExtractiveAnswerer(self.analyzer, settings.answer_threshold, settings.max_answer_sentences)
-        self.generator = generator
-        self.grounder = Grounder(self.analyzer, embedder, settings.support_threshold)
-        # Replaced whole (never mutated) when the index changes, so readers need no lock.
-        self._index: SearchIndex | None = None
-        self._version: tuple[int, int] | None = None
-        self._reload_lock = threading.Lock()
+class LiveIndex:
+    """The store as questions see it: opened on first use, and a fresh view whenever any process
+    has committed a write (a version read per question)."""
 
-    # -- the index ---------------------------------------------------------------------------
-
-    def _use(self, snapshot: IndexSnapshot) -> None:
-        self._index = SearchIndex(
-            snapshot, self.analyzer, self.settings.bm25_k1, self.settings.bm25_b, self.settings.vector_spec()
-        )
-        self._version = self.store.version()
+    def __init__(self, store: Store, analyzer: Analyzer, config: IndexConfig, directory: Path) -> None:
+        self.store = store
+        self.analyzer = analyzer
+        self.config = config
+        self.directory = directory
+        self._view: SearchIndex | None = None
+        self._lock = threading.Lock()
 
     @property
-    def index(self) -> SearchIndex:
-        """The current index, reloaded when another process (say `footnote index` beside a running
-        server) has saved a newer one: a stat of the manifest per call."""
-        if self._index is None:
-            self.load()
-        elif self.store.version() != self._version and self._reload_lock.acquire(blocking=False):
+    def loaded(self) -> bool:
+        return self._view is not None
+
+    def open(self, progress: Progress | None = None) -> None:
+        """Open the index as built (upgrading an older format in place); refuse one built with
+        other settings."""
+        with self._lock:
+            if not self.store.exists() and migrate_legacy(self.directory, self.store, progress):
+                log.info("index in %s upgraded to the current format", self.directory)
+            found = self.store.open()
+            check_config(found, self.config)
+            self._view = SearchIndex(self.store, self.analyzer, self.store.version())
+
+    def view(self) -> SearchIndex:
+        if self._view is None:
+            self.open()
+        version = self.store.refresh()
+        view = self._view
+        assert view is not None
+        if version != view.version:
+            view = self._view = SearchIndex(self.store, self.analyzer, version)
+        return view
+
+
+class DocumentWriter:
+    """Brings the index in line with the corpus folder, and adds or deletes documents in both."""
+
+    def __init__(self, settings: Settings, live: LiveIndex, embedder: Embedder) -> None:
+        self.settings = settings
+        self.live = live
+        self.embedder = embedder
+        self._lock = threading.Lock()  # one writer at a time in this process
+
+    @property
+    def store(self) -> Store:
+        return self.live.store
+
+    def _open_or_create(self, rebuild: bool, report: IndexReport, progress: Progress | None) -> None:
+        if rebuild:
+            report.rebuilt_because = "asked to rebuild"
+        else:
             try:
-                self.load()
-            except IndexStateError as exc:  # keep answering from what is loaded
-                log.warning("index changed on disk but cannot be loaded: %s", exc)
-                self._version = self.store.version()
-            finally:
-                self._reload_lock.release()
-        assert self._index is not None
-        return self._index
-
-    def load(self) -> None:
-        """Load the index as built; refuse one built with other settings."""
-        snapshot = self.store.load()
-        self.embedder.warm_up()
-        check_config(snapshot.config, self._config())
-        self._use(snapshot)
-
-    def _config(self) -> IndexConfig:
-        return index_config(self.embedder, self.settings.chunk_size, self.settings.chunk_overlap)
+                self.live.open(progress)
+                return
+            except IndexMissing:
+                pass
+            except (IndexMismatch, IndexCorrupt) as exc:
+                log.warning("rebuilding the index: %s", exc)
+                report.rebuilt_because = str(exc)
+        self.store.create(self.live.config)
+        self.live.open()
 
     def sync(self, rebuild: bool = False, progress: Progress | None = None) -> IndexReport:
-        """Make the index hold exactly the documents of the corpus folder."""
-        documents = load_documents([self.settings.corpus_dir])
-        with self._write_lock:
+        """Make the index hold exactly the documents of the corpus folder. Files whose size and
+        modification time are as indexed are not read again."""
+        began = time.perf_counter()
+        report = IndexReport()
+        with self._lock:
+            self._open_or_create(rebuild, report, progress)
+            _clear_leftovers(self.settings.corpus_dir)
+            known = self.store.fingerprints()
+            files = discover([self.settings.corpus_dir])
+            stamps = {source: _stamp(path) for source, path in files.items()}
+            changed: list[Document] = []
+            for source, path in files.items():
+                old = known.get(source)
+                if old and old[1] == stamps[source]:
+                    report.unchanged.append(source)
+                    continue
+                doc = read_document(path, source)
+                if old and old[0] == doc.sha256:
+                    report.unchanged.append(source)
+                    continue
+                (report.updated if old else report.added).append(source)
+                changed.append(doc)
+            report.removed = sorted(set(known) - set(files))
+            self._write(changed, report, progress, stamps)
+            if report.removed:
+                self.store.delete(report.removed)
+            self.store.checkpoint(force=report.changed)
+        return self._finish(report, began)
+
+    def _write(self, documents: list[Document], report: IndexReport, progress: Progress | None,
+               stamps: dict[str, FileStamp] | None = None) -> None:
+        if documents:
             self.embedder.warm_up()
-            snapshot, report = sync_index(
-                self.store, self._ingest_embedder, self._config(), documents, rebuild, progress,
-                vectors=self.settings.vector_spec(),
-            )
-            self._use(snapshot)
+        for at in range(0, len(documents), SYNC_BATCH):
+            batch = documents[at : at + SYNC_BATCH]
+            prepared = prepare(batch, self.embedder, self.live.config, stamps=stamps)
+            self.store.upsert(prepared)
+            report.embedded_sentences += sum(len(p.sentences) for p in prepared)
+            if progress:
+                progress(at + len(batch), len(documents))
+
+    def _finish(self, report: IndexReport, began: float) -> IndexReport:
+        counts = self.store.counts()
+        report.documents, report.chunks, report.sentences = counts.documents, counts.chunks, counts.sentences
+        report.seconds = time.perf_counter() - began
         log.debug("index: %s", report.summary())
         return report
 
     def add(self, files: Sequence[tuple[str, bytes]], progress: Progress | None = None) -> IndexReport:
         """Add or replace documents given as (file name, bytes). Every file is read and checked
-        before anything changes; the call returns once the new index is durably saved."""
+        before anything changes; the call returns once the documents are durably stored, and only
+        then are their files put in the corpus folder."""
+        began = time.perf_counter()
         documents: dict[str, tuple[bytes, Document]] = {}
         for raw_name, data in files:
             name = safe_name(raw_name)
@@ -122,54 +177,134 @@ class Engine:
             if name in documents:
                 raise InvalidRequest(f"two files would both be named {name!r}")
             documents[name] = (data, load_bytes(name, data))
-        with self._write_lock:
-            indexed = self.index.snapshot.documents if self.store.exists() else None
-            by_hash = {d.sha256: s for s, d in (indexed or {}).items()}
-            duplicates = {
-                name: by_hash[doc.sha256] for name, (_, doc) in documents.items()
-                if by_hash.get(doc.sha256, name) != name
-            }
-            fresh = {n: v for n, v in documents.items() if n not in duplicates}
-            # The corpus copy first: were the process to die before the index is saved, the next
-            # sync of the corpus picks the file up; an acknowledged document is in both.
-            for name, (data, _) in fresh.items():
-                write_atomic(self._corpus_path(name), data)
-            self.embedder.warm_up()
-            # With no index yet, build it from the whole corpus, the new files included.
-            given = [doc for _, doc in fresh.values()] if indexed is not None else load_documents([self.settings.corpus_dir])
-            snapshot, report = sync_index(
-                self.store, self._ingest_embedder, self._config(), given,
-                progress=progress, keep_others=indexed is not None, vectors=self.settings.vector_spec(),
-            )
-            self._use(snapshot)
-        report.duplicates = duplicates
-        return report
+        paths = {name: self._corpus_path(name) for name in documents}
+        try:
+            if not self.live.loaded:
+                self.live.open()
+        except IndexMissing:  # no index yet: build it from the whole corpus, these files included
+            for name, (data, _) in documents.items():
+                _write_file(paths[name], data)
+            return self.sync(progress=progress)
+        report = IndexReport()
+        with self._lock:
+            by_hash = self.store.with_text({doc.sha256 for _, doc in documents.values()})
+            known = self.live.view().infos(set(documents))
+            fresh: list[Document] = []
+            for name, (_, doc) in documents.items():
+                holder = by_hash.get(doc.sha256)
+                if holder is not None and holder != name:
+                    report.duplicates[name] = holder
+                elif holder == name:
+                    report.unchanged.append(name)
+                else:
+                    (report.updated if name in known else report.added).append(name)
+                    fresh.append(doc)
+            # The files are staged beside their place and moved in once the index has them, so a
+            # failed write leaves the corpus folder as it was.
+            staged = {doc.source: _stage(paths[doc.source], documents[doc.source][0]) for doc in fresh}
+            try:
+                self._write(fresh, report, progress)
+            except BaseException:
+                for tmp in staged.values():
+                    tmp.unlink(missing_ok=True)
+                raise
+            for source, tmp in staged.items():
+                os.replace(tmp, paths[source])
+            if staged:
+                fsync_dir(self.settings.corpus_dir)
+        return self._finish(report, began)
 
     def delete(self, source: str) -> IndexReport:
         """Remove a document from the index and from the corpus folder."""
-        with self._write_lock:
-            if source not in self.index.snapshot.documents:
+        began = time.perf_counter()
+        with self._lock:
+            if not self.live.view().infos({source}):
                 raise DocumentNotFound(f"no indexed document named {source!r}")
-            # The corpus copy first, so a crash in between cannot bring the document back.
-            self._corpus_path(source).unlink(missing_ok=True)
-            snapshot, report = sync_index(
-                self.store, self._ingest_embedder, self._config(), [], keep_others=True, remove=[source],
-                vectors=self.settings.vector_spec(),
-            )
-            self._use(snapshot)
-        return report
+            path = self._corpus_path(source)
+            # Set aside first, so a failed delete puts it back and a crash cannot resurrect it.
+            aside = path.with_name(f".{path.name}.deleting")
+            moved = path.is_file()
+            if moved:
+                os.replace(path, aside)
+            try:
+                self.store.delete([source])
+            except BaseException:
+                if moved:
+                    os.replace(aside, path)
+                raise
+            aside.unlink(missing_ok=True)
+        return self._finish(IndexReport(removed=[source]), began)
 
     def _corpus_path(self, name: str) -> Path:
         root = self.settings.corpus_dir.resolve()
         path = (root / name).resolve()
         if not path.is_relative_to(root):  # safe_name already prevents this; never trust one check
             raise InvalidRequest(f"file name {name!r} leaves the corpus folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if any(len(part.encode()) > 255 for part in path.relative_to(root).parts):
+            raise InvalidRequest(f"file name {name!r} is too long (255 bytes per path part)")
+        if path.is_dir():
+            raise InvalidRequest(f"file name {name!r} is a folder in the corpus")
+        for parent in path.relative_to(root).parents:
+            if (root / parent).is_file():
+                raise InvalidRequest(f"file name {name!r} is inside {parent.as_posix()!r}, which is a file")
         return path
 
-    # -- questions ---------------------------------------------------------------------------
 
-    def _validate(self, question: str, top_k: int, filters: Filters | None) -> None:
+def _clear_leftovers(corpus: Path) -> None:
+    """Files an interrupted add staged, or an interrupted delete set aside: neither was
+    acknowledged, and the index never names them."""
+    if corpus.is_dir():
+        for path in corpus.rglob(".*"):
+            if path.is_file() and path.name.endswith((".staged", ".deleting")):
+                path.unlink(missing_ok=True)
+
+
+def _stamp(path: Path) -> FileStamp:
+    stat = path.stat()
+    return FileStamp(stat.st_size, stat.st_mtime_ns)
+
+
+def _stage(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.staged")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    os.replace(_stage(path, data), path)
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What a question retrieved: the view it was answered from, its vector and the passages."""
+
+    index: SearchIndex
+    query: np.ndarray
+    hits: list[Hit]
+
+
+class Asker:
+    """Questions: validation, retrieval (with the optional reranker) and the answer, quoted or
+    generated and checked."""
+
+    def __init__(
+        self, settings: Settings, live: LiveIndex, embedder: Embedder, analyzer: Analyzer,
+        reranker: Reranker | None, generator: GenerativeAnswerer | None,
+    ) -> None:
+        self.settings = settings
+        self.live = live
+        self.queries = QueryBatcher(embedder)
+        self.retriever = HybridRetriever(embedder, settings.candidates, settings.dense_weight, settings.keyword_weight)
+        self.reranker = reranker
+        self.answerer = ExtractiveAnswerer(analyzer, settings.answer_threshold, settings.max_answer_sentences)
+        self.generator = generator
+        self.grounder = Grounder(analyzer, embedder, settings.support_threshold)
+
+    def validate(self, question: str, top_k: int, filters: Filters | None) -> None:
         if not question.strip():
             raise InvalidRequest("question must not be empty")
         if len(question) > MAX_QUESTION_CHARS:
@@ -177,28 +312,129 @@ class Engine:
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
         if filters and filters.source:
-            unknown = sorted(set(filters.source) - self.index.snapshot.documents.keys())
+            unknown = sorted(set(filters.source) - self.live.view().infos(set(filters.source)).keys())
             if unknown:
                 raise InvalidRequest(f"filters.source names documents not in the index: {', '.join(unknown)}")
 
-    def _retrieve(
-        self, question: str, top_k: int, filters: Filters | None
-    ) -> tuple[SearchIndex, np.ndarray, list[Hit]]:
-        index = self.index
+    def retrieve(self, question: str, top_k: int, filters: Filters | None) -> Retrieval:
+        index = self.live.view()
         query = self.queries.submit(question)  # embedded while the keyword side is scored
         if self.reranker is None:
             hits = self.retriever.search(index, question, query, top_k, filters)
-            return index, query.result(), hits
+            return Retrieval(index, query.result(), hits)
         pool = self.retriever.search(index, question, query, max(top_k, self.settings.rerank_depth), filters)
         scores = self.reranker.score(question, [h.chunk.text for h in pool])
         order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))[:top_k]
-        return index, query.result(), [replace(pool[i], score=scores[i]) for i in order]
+        return Retrieval(index, query.result(), [replace(pool[i], score=scores[i]) for i in order])
+
+    def search(self, question: str, top_k: int = 5, filters: Filters | None = None) -> list[Passage]:
+        self.validate(question, top_k, filters)
+        found = self.retrieve(question, top_k, filters)
+        return _passages(found.index, found.hits)
+
+    def ask_stream(
+        self, question: str, top_k: int, filters: Filters | None, mode: Mode | None, history: Sequence[Turn],
+    ) -> Iterator[str | Answer]:
+        self.validate(question, top_k, filters)
+        mode = mode or self.settings.answer_mode
+        if mode == "llm" and self.generator is None:
+            raise InvalidRequest("mode 'llm' needs an LLM endpoint: set FOOTNOTE_LLM_BASE_URL")
+        history = list(history)[-self.settings.max_history_turns:] if self.settings.max_history_turns else []
+        if mode == "extractive" or self.generator is None:
+            answer = self.extractive(question, self.retrieve(question, top_k, filters))
+            yield answer.answer
+            yield answer
+            return
+        standalone: str | None = None
+        try:
+            if history:
+                standalone = self.generator.condense(history, question)
+        except LLMError as exc:
+            log.warning("LLM mode: %s; answering extractively", exc)
+            answer = self.extractive(question, self.retrieve(question, top_k, filters))
+            yield answer.answer
+            yield answer.model_copy(update={"fallback_reason": str(exc)})
+            return
+        found = self.retrieve(standalone or question, top_k, filters)
+        index, hits = found.index, found.hits
+        passages = _passages(index, hits)
+        if not hits:
+            yield NOT_COVERED
+            yield Answer(question=question, answer=NOT_COVERED, answerable=False, citations=[], passages=[],
+                         mode="llm", standalone_question=standalone)
+            return
+        raw: list[str] = []  # the model's own text, which the check reads (dropped markers and all)
+
+        def recorded(tokens: Iterator[str]) -> Iterator[str]:
+            for token in tokens:
+                raw.append(token)
+                yield token
+
+        try:
+            messages = self.generator.messages(standalone or question, hits,
+                                               index.infos({h.chunk.source for h in hits}))
+            yield from cleaned_stream(recorded(self.generator.stream(messages)), hits)
+        except LLMError as exc:
+            log.warning("LLM mode: %s; answering extractively", exc)
+            answer = self.extractive(question, found)
+            yield answer.model_copy(update={"fallback_reason": str(exc), "standalone_question": standalone})
+            return
+        checked = self.grounder.check("".join(raw), index, hits)
+        yield Answer(
+            question=question, answer=checked.text, answerable=checked.answerable, citations=checked.citations,
+            passages=passages, mode="llm", standalone_question=standalone, unsupported=checked.unsupported,
+            dropped_markers=checked.dropped_markers,
+        )
+
+    def extractive(self, question: str, found: Retrieval) -> Answer:
+        text, citations = self.answerer.answer(found.index, question, found.query, found.hits)
+        return Answer(
+            question=question, answer=text, answerable=bool(citations), citations=citations,
+            passages=_passages(found.index, found.hits),
+        )
+
+
+class Engine:
+    """What every face calls. Built by ``build_engine``."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, live: LiveIndex, writer: DocumentWriter,
+                 asker: Asker, feedback: FeedbackStore) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.live = live
+        self.writer = writer
+        self.asker = asker
+        self.feedback = feedback
+
+    @property
+    def store(self) -> Store:
+        return self.live.store
+
+    @property
+    def index(self) -> SearchIndex:
+        """The index as of now (loaded on first use, refreshed after any process's write)."""
+        return self.live.view()
+
+    @property
+    def retriever(self) -> HybridRetriever:
+        return self.asker.retriever
+
+    def load(self) -> None:
+        self.embedder.warm_up()
+        self.live.open()
+
+    def sync(self, rebuild: bool = False, progress: Progress | None = None) -> IndexReport:
+        return self.writer.sync(rebuild, progress)
+
+    def add(self, files: Sequence[tuple[str, bytes]], progress: Progress | None = None) -> IndexReport:
+        return self.writer.add(files, progress)
+
+    def delete(self, source: str) -> IndexReport:
+        return self.writer.delete(source)
 
     def search(self, question: str, top_k: int = 5, filters: Filters | None = None) -> list[Passage]:
         """The passages for a question, best first, without composing an answer."""
-        self._validate(question, top_k, filters)
-        index, _, hits = self._retrieve(question, top_k, filters)
-        return _passages(index, hits)
+        return self.asker.search(question, top_k, filters)
 
     def ask(
         self, question: str, top_k: int = 5, filters: Filters | None = None,
@@ -216,117 +452,73 @@ class Engine:
         """The answer's text as it is produced, then the checked Answer (whose ``answer`` is the
         one to keep: markers naming no passage are gone from it). Extractive answers come whole.
         When the LLM fails, the extractive answer is given, with ``fallback_reason``."""
-        self._validate(question, top_k, filters)
-        mode = mode or self.settings.answer_mode
-        if mode == "llm" and self.generator is None:
-            raise InvalidRequest("mode 'llm' needs an LLM endpoint: set FOOTNOTE_LLM_BASE_URL")
-        history = list(history)[-self.settings.max_history_turns:] if self.settings.max_history_turns else []
-        if mode == "extractive" or self.generator is None:
-            answer = self._extractive(question, *self._retrieve(question, top_k, filters))
-            yield answer.answer
-            yield answer
-            return
-        standalone: str | None = None
-        try:
-            if history:
-                standalone = self.generator.condense(history, question)
-        except LLMError as exc:
-            log.warning("LLM mode: %s; answering extractively", exc)
-            answer = self._extractive(question, *self._retrieve(question, top_k, filters))
-            yield answer.answer
-            yield answer.model_copy(update={"fallback_reason": str(exc)})
-            return
-        index, query, hits = self._retrieve(standalone or question, top_k, filters)
-        passages = _passages(index, hits)
-        if not hits:
-            yield NOT_COVERED
-            yield Answer(question=question, answer=NOT_COVERED, answerable=False, citations=[], passages=[],
-                         mode="llm", standalone_question=standalone)
-            return
-        raw: list[str] = []  # the model's own text, which the check reads (dropped markers and all)
-
-        def recorded(tokens: Iterator[str]) -> Iterator[str]:
-            for token in tokens:
-                raw.append(token)
-                yield token
-
-        try:
-            messages = self.generator.messages(standalone or question, hits, index.snapshot.documents)
-            yield from cleaned_stream(recorded(self.generator.stream(messages)), hits)
-        except LLMError as exc:
-            log.warning("LLM mode: %s; answering extractively", exc)
-            answer = self._extractive(question, index, query, hits)
-            yield answer.model_copy(update={"fallback_reason": str(exc), "standalone_question": standalone})
-            return
-        checked = self.grounder.check("".join(raw), index, hits)
-        yield Answer(
-            question=question, answer=checked.text, answerable=checked.answerable, citations=checked.citations,
-            passages=passages, mode="llm", standalone_question=standalone, unsupported=checked.unsupported,
-            dropped_markers=checked.dropped_markers,
-        )
-
-    def _extractive(self, question: str, index: SearchIndex, query: np.ndarray, hits: list[Hit]) -> Answer:
-        text, citations = self.answerer.answer(index, question, query, hits)
-        return Answer(
-            question=question, answer=text, answerable=bool(citations), citations=citations,
-            passages=_passages(index, hits),
-        )
-
-    # -- documents ---------------------------------------------------------------------------
+        return self.asker.ask_stream(question, top_k, filters, mode, history)
 
     def documents(self) -> list[DocumentSummary]:
-        snapshot = self.index.snapshot
-        counts = snapshot.chunk_counts()
+        self.live.view()
         return [
-            DocumentSummary(
-                source=d.source, title=d.title, date=d.date, chunks=counts[d.source],
-                sha256=d.sha256, metadata=d.metadata,
-            )
-            for d in snapshot.documents.values()
+            DocumentSummary(source=d.source, title=d.title, date=d.date, chunks=d.chunks, sha256=d.sha256,
+                            metadata=d.metadata)
+            for d in self.store.documents()
         ]
 
     def document(self, source: str) -> DocumentDetail:
-        snapshot = self.index.snapshot
-        doc = snapshot.documents.get(source)
-        if doc is None:
+        info = self.live.view().infos({source}).get(source)
+        doc = self.store.document(source) if info else None
+        if info is None or doc is None:
             raise DocumentNotFound(f"no indexed document named {source!r}")
-        return DocumentDetail(
-            source=doc.source, title=doc.title, date=doc.date, chunks=snapshot.chunk_counts()[source],
-            sha256=doc.sha256, metadata=doc.metadata, text=doc.text,
-        )
+        return DocumentDetail(source=doc.source, title=doc.title, date=doc.date, chunks=info.chunks,
+                              sha256=info.sha256, metadata=doc.metadata, text=doc.text)
 
     def health(self) -> Health:
-        if self._index is None:
+        if not self.live.loaded:
             raise IndexMissing("index not loaded yet")
-        snapshot = self._index.snapshot
-        return Health(
-            status="ok", documents=len(snapshot.documents), chunks=len(snapshot.chunks),
-            model=self.embedder.name,
-        )
+        counts = self.store.counts()
+        return Health(status="ok", documents=counts.documents, chunks=counts.chunks, model=self.embedder.name)
 
 
 def _passages(index: SearchIndex, hits: list[Hit]) -> list[Passage]:
-    docs = index.snapshot.documents
+    infos = index.infos({h.chunk.source for h in hits})
     return [
         Passage(
             rank=rank, source=h.chunk.source, chunk_id=h.chunk.chunk_id, text=h.chunk.text,
-            start=h.chunk.start, end=h.chunk.end, page=docs[h.chunk.source].page_at(h.chunk.start),
+            start=h.chunk.start, end=h.chunk.end, page=infos[h.chunk.source].page_at(h.chunk.start)
+            if h.chunk.source in infos else None,
             score=round(h.score, 6),
         )
         for rank, h in enumerate(hits, start=1)
     ]
 
 
-def build_engine(settings: Settings) -> Engine:
-    """An engine with the configured embedder; nothing is loaded until first use or ``load``."""
-    embedder: Embedder
+def build_embedder(settings: Settings) -> Embedder:
     if settings.embedding_backend == "torch":
-        embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.device, settings.embed_batch_size)
-    else:
-        embedder = OnnxEmbedder(settings.embedding_model, settings.model_cache_dir / "models",
-                                settings.embedding_backend == "onnx-int8", settings.embed_batch_size)
-    reranker = CrossEncoderReranker(settings.reranker, settings.device) if settings.reranker else None
-    return Engine(settings, embedder, reranker, build_generator(settings))
+        return SentenceTransformerEmbedder(settings.embedding_model, settings.device, settings.embed_batch_size)
+    return OnnxEmbedder(settings.embedding_model, settings.model_cache_dir / "models",
+                        settings.embedding_backend == "onnx-int8", settings.embed_batch_size)
+
+
+def build_engine(
+    settings: Settings, *, embedder: Embedder | None = None, reranker: Reranker | None = None,
+    store: Store | None = None,
+) -> Engine:
+    """An engine with the configured parts; nothing is loaded until first use or ``load``.
+    ``embedder``, ``reranker`` and ``store`` replace the configured ones (tests share one loaded
+    model; benchmarks use a fake)."""
+    embedder = embedder or build_embedder(settings)
+    if reranker is None and settings.reranker:
+        reranker = CrossEncoderReranker(settings.reranker, settings.device)
+    analyzer = Analyzer()
+    store = store or EmbeddedStore(settings.index_dir, analyzer, settings.vector_spec(), settings.bm25_k1, settings.bm25_b,
+                                   settings.checkpoint_min_vectors)
+    config = index_config(embedder, settings.chunk_size, settings.chunk_overlap)
+    live = LiveIndex(store, analyzer, config, settings.index_dir)
+    # Only documents go through the cache: questions are rarely repeated, and a disk look-up
+    # would sit on every question's path.
+    ingest = CachedEmbedder(embedder, settings.embedding_cache_dir) if settings.embedding_cache_dir else embedder
+    writer = DocumentWriter(settings, live, ingest)
+    asker = Asker(settings, live, embedder, analyzer, reranker, build_generator(settings))
+    feedback = FeedbackStore(settings.state_dir / "feedback.sqlite3")
+    return Engine(settings, embedder, live, writer, asker, feedback)
 
 
 def build_generator(settings: Settings) -> GenerativeAnswerer | None:
@@ -339,3 +531,6 @@ def build_generator(settings: Settings) -> GenerativeAnswerer | None:
         settings.llm_timeout, settings.llm_max_retries, settings.llm_temperature, settings.llm_max_tokens,
     )
     return GenerativeAnswerer(chat, load_prompts(settings.prompts_dir), settings.llm_timeout)
+
+
+__all__ = ["Engine", "IndexStateError", "build_engine", "build_generator"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -12,7 +12,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from .errors import FootnoteError
 from .models import Turn
 from .retrieval import Hit
-from .documents import Document
+from .store import DocumentInfo
 
 # Each task's variables; a template missing one would silently drop it from the prompt.
 _VARIABLES = {"answer": {"passages", "question"}, "condense": {"history", "question"}}
@@ -44,7 +44,7 @@ def load_prompts(folder: Path) -> Prompts:
     return Prompts(**templates)
 
 
-def format_passages(hits: Sequence[Hit], documents: dict[str, Document]) -> str:
+def format_passages(hits: Sequence[Hit], documents: Mapping[str, DocumentInfo]) -> str:
     """Numbered passages, escaped so that document text cannot end its passage and speak as the
     prompt."""
     out = []

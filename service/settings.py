@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     vector_exact_limit: int = Field(
         200_000, ge=0, description="Vectors (sentences, ~3 per chunk) up to which auto keeps exact search.",
     )
+    checkpoint_min_vectors: int = Field(
+        20_000, ge=1, description="Vectors written since the last checkpoint (at least a fifth of it) that make the "
+        "store fold them into a new one, in the background.",
+    )
     ivf_nprobe: int = Field(128, ge=1, description="IVF lists searched per question (more: better recall, slower).")
     hnsw_ef_search: int = Field(256, ge=1, description="HNSW candidates per question (more: better recall, slower).")
     dense_weight: float = Field(0.5, ge=0, description="Weight of the dense (sentence) signal in fusion.")

@@ -1,37 +1,25 @@
-"""The index on disk: a FAISS file of sentence vectors, a JSON table of documents, chunks and
-sentences, and ``manifest.json`` (see index/README.md).
+"""What every index store offers the engine (the ``Store`` protocol), and the records it holds.
 
-Saving writes the data files under content-hashed names, then swaps ``manifest.json`` in with
-an atomic rename; the manifest is the commit point, so a crash at any moment leaves either the
-previous index or the new one, never a mix. Loading verifies every checksum.
+The embedded store (``embedded_store.py``: SQLite plus FAISS and BM25 segments in one folder) is
+the default; a database store implements the same protocol. A write is atomic per call: a
+reader sees every document of an ``upsert`` or ``delete`` changed, or none.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
-import json
 import os
 import tempfile
-from collections.abc import Iterator
+from bisect import bisect_right
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-import faiss
 import numpy as np
 
 from .chunking import Chunk, Sentence
 from .documents import Document
-from .errors import IndexCorrupt, IndexMismatch, IndexMissing, IndexStateError
-from .vectors import kind_of
-
-FORMAT = "footnote-index"
-FORMAT_VERSION = 2
-MANIFEST = "manifest.json"
-LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -43,35 +31,148 @@ class IndexConfig:
     chunker: dict[str, int]
 
 
-@dataclass
-class IndexSnapshot:
-    """One complete, immutable-by-convention state of the index: row i of ``vectors`` embeds
-    ``sentences[i]``."""
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A stored document without its text."""
 
-    config: IndexConfig
-    documents: dict[str, Document]
+    source: str
+    sha256: str
+    title: str | None
+    date: str | None
+    metadata: dict[str, str]
+    pages: tuple[int, ...]
+    chunks: int
+
+    def page_at(self, offset: int) -> int | None:
+        return bisect_right(self.pages, offset) if self.pages else None
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """A corpus file's size and modification time when it was indexed: a sync reads only files
+    whose stamp changed."""
+
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class PreparedDocument:
+    """A document cut and embedded, ready to be written in one piece."""
+
+    document: Document
     chunks: list[Chunk]
     sentences: list[Sentence]
-    vectors: faiss.Index
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
-
-    def chunk_counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(self.documents, 0)
-        for chunk in self.chunks:
-            counts[chunk.source] += 1
-        return counts
-
-    def vectors_by_source(self) -> dict[str, tuple[list[Sentence], np.ndarray]]:
-        """Each document's sentences and their vectors, read back in one pass."""
-        matrix = self.vectors.reconstruct_n(0, self.vectors.ntotal) if self.sentences else None
-        rows: dict[str, list[int]] = {}
-        for i, sentence in enumerate(self.sentences):
-            rows.setdefault(sentence.source, []).append(i)
-        return {s: ([self.sentences[i] for i in idx], matrix[idx]) for s, idx in rows.items()}
+    # For each sentence, the first and last of ``chunks`` (positions) that hold it.
+    holders: list[tuple[int, int]]
+    vectors: np.ndarray
+    stamp: FileStamp | None = None
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+@dataclass(frozen=True)
+class StoredSentence:
+    id: int
+    source: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Candidate ids of one signal with their raw scores, best first."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+    def standardized(self) -> tuple[dict[int, float], float]:
+        """z-scores by id, and the z-score given to ids this signal did not retrieve."""
+        if len(self.scores) == 0:
+            return {}, 0.0
+        mean, std = float(self.scores.mean()), float(self.scores.std())
+        if std < 1e-9:
+            return dict.fromkeys(map(int, self.ids), 0.0), 0.0
+        z = (self.scores - mean) / std
+        return dict(zip(map(int, self.ids), map(float, z))), float(z.min())
+
+
+EMPTY = Scored(np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+
+@dataclass
+class Counts:
+    documents: int = 0
+    chunks: int = 0
+    sentences: int = 0
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """The documents a filter admits, as the store resolved them (opaque to the engine)."""
+
+    sources: frozenset[str]
+    detail: object = field(default=None, compare=False)
+
+
+class Store(Protocol):
+    def exists(self) -> bool:
+        """Whether an index has been created here."""
+
+    def open(self) -> IndexConfig:
+        """Load the index (refusing a damaged one) and return what it was built with."""
+
+    def create(self, config: IndexConfig) -> None:
+        """Start an empty index built with ``config``, replacing whatever was here."""
+
+    def version(self) -> int:
+        """Changes with every committed write, by any process."""
+
+    def refresh(self) -> int:
+        """Catch up with writes committed elsewhere since the last call; the version now loaded."""
+
+    def counts(self) -> Counts: ...
+
+    def documents(self) -> list[DocumentInfo]: ...
+
+    def infos(self, sources: Iterable[str]) -> dict[str, DocumentInfo]: ...
+
+    def document(self, source: str) -> Document | None: ...
+
+    def fingerprints(self) -> dict[str, tuple[str, FileStamp | None]]:
+        """Each document's sha256 and the stamp of the file it was read from."""
+
+    def with_text(self, hashes: Collection[str]) -> dict[str, str]:
+        """For each sha256 of a text that is stored, a document that holds it."""
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]: ...
+
+    def chunk_sentences(self, ids: Sequence[int]) -> dict[int, list[StoredSentence]]: ...
+
+    def sentence_chunks(self, ids: Sequence[int]) -> dict[int, range]: ...
+
+    def sentence_vectors(self, ids: Sequence[int]) -> np.ndarray: ...
+
+    def admit(self, sources: Collection[str] | None, date_from: str | None, date_to: str | None) -> Admitted: ...
+
+    def keyword_search(self, question: str, k: int, admitted: Admitted | None) -> Scored:
+        """Chunk ids by BM25 of the chunk plus BM25 of its whole document."""
+
+    def vector_search(self, query: np.ndarray, k: int, admitted: Admitted | None) -> Scored:
+        """Sentence ids by cosine to ``query``."""
+
+    def stem_frequencies(self, stems: Collection[str]) -> dict[str, int]:
+        """How many chunks hold each (analyzer) stem; absent stems are left out."""
+
+    def related_stems(self, stem: str) -> frozenset[str]:
+        """The corpus's stems that are forms of ``stem`` (``text.related``), itself included."""
+
+    def upsert(self, documents: Sequence[PreparedDocument]) -> None: ...
+
+    def delete(self, sources: Collection[str]) -> None: ...
+
+    def checkpoint(self, force: bool = False) -> bool:
+        """Fold recent writes into the bulk structures when they have grown (or ``force``)."""
+
+    def close(self) -> None: ...
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -87,161 +188,12 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def _document_record(doc: Document) -> dict[str, Any]:
-    return {
-        "source": doc.source, "sha256": doc.sha256, "title": doc.title, "date": doc.date,
-        "body_start": doc.body_start, "metadata": doc.metadata, "pages": list(doc.pages), "text": doc.text,
-    }
-
-
-class IndexStore:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.directory / MANIFEST
-
-    def exists(self) -> bool:
-        return self.manifest_path.is_file()
-
-    def version(self) -> tuple[int, int] | None:
-        """Changes whenever a save commits (the manifest is replaced); None without an index."""
-        try:
-            stat = self.manifest_path.stat()
-        except FileNotFoundError:
-            return None
-        return stat.st_mtime_ns, stat.st_ino
-
-    @contextlib.contextmanager
-    def writer_lock(self) -> Iterator[None]:
-        """One writer at a time across processes; a second writer fails at once, clearly."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / LOCK, "a+b") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise IndexStateError(
-                    f"{self.directory} is being written by another process; try again when it finishes"
-                ) from exc
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-    def read_manifest(self) -> dict[str, Any]:
-        if not self.exists():
-            raise IndexMissing(f"no index in {self.directory}: run `footnote index` to build it")
-        try:
-            manifest = json.loads(self.manifest_path.read_text("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IndexCorrupt(f"{self.manifest_path} is unreadable") from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise IndexCorrupt(f"{self.manifest_path} is not a Footnote manifest")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexMismatch(
-                f"index format {manifest.get('format_version')} in {self.directory}, this version "
-                f"reads {FORMAT_VERSION}: rebuild with `footnote index --rebuild`"
-            )
-        return manifest
-
-    def _read_file(self, manifest: dict[str, Any], key: str) -> bytes:
-        try:
-            entry = manifest["files"][key]
-            path = self.directory / Path(entry["name"]).name
-            data = path.read_bytes()
-        except (KeyError, TypeError, OSError) as exc:
-            raise IndexCorrupt(f"index file for {key!r} is missing in {self.directory}") from exc
-        if _sha256(data) != entry.get("sha256"):
-            raise IndexCorrupt(f"{path.name} does not match its checksum in the manifest")
-        return data
-
-    def load(self) -> IndexSnapshot:
-        manifest = self.read_manifest()
-        table = json.loads(self._read_file(manifest, "chunks"))
-        vectors = faiss.deserialize_index(np.frombuffer(self._read_file(manifest, "vectors"), dtype=np.uint8))
-        try:
-            config = IndexConfig(**manifest["config"])
-            documents = {
-                d["source"]: Document(
-                    d["source"], d["text"], d["title"], d["date"], d["body_start"], d["metadata"],
-                    tuple(d["pages"]),
-                )
-                for d in table["documents"]
-            }
-            chunks = [
-                Chunk(c["id"], c["source"], c["start"], c["end"], documents[c["source"]].text[c["start"] : c["end"]])
-                for c in table["chunks"]
-            ]
-            sources = list(documents)
-            sentences = [Sentence(sources[d], a, b) for d, a, b in table["sentences"]]
-        except (KeyError, TypeError, IndexError, ValueError) as exc:
-            raise IndexCorrupt(f"chunk table in {self.directory} is malformed") from exc
-        if vectors.ntotal != len(sentences) or vectors.d != config.dimension:
-            raise IndexCorrupt(
-                f"index in {self.directory} holds {vectors.ntotal} vectors for {len(sentences)} sentences"
-            )
-        for source, doc in documents.items():
-            if manifest["documents"].get(source, {}).get("sha256") != doc.sha256:
-                raise IndexCorrupt(f"document {source!r} does not match its checksum in the manifest")
-        return IndexSnapshot(config, documents, chunks, sentences, vectors, manifest.get("created_at", ""))
-
-    def save(self, snapshot: IndexSnapshot) -> None:
-        """Atomically replace the index with ``snapshot``. Call under ``writer_lock``."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        position = {source: i for i, source in enumerate(snapshot.documents)}
-        table = json.dumps(
-            {
-                "documents": [_document_record(d) for d in snapshot.documents.values()],
-                "chunks": [
-                    {"id": c.chunk_id, "source": c.source, "start": c.start, "end": c.end}
-                    for c in snapshot.chunks
-                ],
-                # [document number, start, end]: compact, as there are several per chunk.
-                "sentences": [[position[x.source], x.start, x.end] for x in snapshot.sentences],
-            },
-            ensure_ascii=False,
-        ).encode("utf-8")
-        vectors = faiss.serialize_index(snapshot.vectors).tobytes()
-        files = {}
-        for key, data, suffix in (("chunks", table, "json"), ("vectors", vectors, "faiss")):
-            digest = _sha256(data)
-            name = f"{key}-{digest[:16]}.{suffix}"
-            write_atomic(self.directory / name, data)
-            files[key] = {"name": name, "sha256": digest, "bytes": len(data)}
-        counts = snapshot.chunk_counts()
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created_at": snapshot.created_at,
-            "config": {
-                "model": snapshot.config.model,
-                "dimension": snapshot.config.dimension,
-                "chunker": snapshot.config.chunker,
-            },
-            "documents": {
-                s: {"sha256": d.sha256, "chunks": counts[s]} for s, d in snapshot.documents.items()
-            },
-            "vector_index": kind_of(snapshot.vectors),
-            "counts": {
-                "documents": len(snapshot.documents), "chunks": len(snapshot.chunks),
-                "sentences": len(snapshot.sentences),
-            },
-            "files": files,
-        }
-        write_atomic(self.manifest_path, json.dumps(manifest, indent=2).encode("utf-8"))
-        self._remove_unreferenced({f["name"] for f in files.values()})
-
-    def _remove_unreferenced(self, keep: set[str]) -> None:
-        for path in self.directory.iterdir():
-            if path.name in keep or not path.is_file():
-                continue
-            if path.name.startswith(("chunks-", "vectors-", f".{MANIFEST}.", ".chunks-", ".vectors-")):
-                path.unlink(missing_ok=True)

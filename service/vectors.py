@@ -1,6 +1,6 @@
-"""The FAISS index over sentence vectors, chosen by size: exact search while a scan is cheap, an
-inverted-file (IVF) index beyond that, or HNSW if asked. Every kind keeps the vectors themselves
-(``reconstruct``), which the answerer and incremental re-indexing read back.
+"""FAISS indexes over sentence vectors, keyed by sentence id, chosen by size: exact search while a
+scan is cheap, an inverted-file (IVF) index beyond that, or HNSW if asked. The vectors themselves
+live in the store's table; these indexes only find them.
 
 Inner product over unit vectors is cosine similarity in all three.
 """
@@ -35,52 +35,73 @@ class VectorIndexSpec:
 
 
 def kind_of(index: faiss.Index) -> Kind:
-    if isinstance(index, faiss.IndexIVF):
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    if isinstance(inner, faiss.IndexIVF):
         return "ivf"
-    return "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
+    return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
 
 
-def build(vectors: np.ndarray, dimension: int, spec: VectorIndexSpec) -> faiss.Index:
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n = len(vectors)
-    kind = spec.kind_for(n)
-    index: faiss.Index
-    if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dimension, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 40
-    elif kind == "ivf" and n:
-        # k-means wants ~39+ training points per list; the usual 4 x sqrt(n) lists otherwise.
-        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+def nlist_for(n: int) -> int:
+    # k-means wants ~39+ training points per list; the usual 4 x sqrt(n) lists otherwise.
+    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+
+
+def empty_index(kind: Kind, dimension: int, spec: VectorIndexSpec, total: int, sample: np.ndarray) -> faiss.Index:
+    """An index to ``add_with_ids`` ``total`` vectors into; IVF is trained on ``sample`` of them."""
+    if kind == "ivf" and len(sample):
+        nlist = min(nlist_for(total), max(1, len(sample) // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), dimension, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)
-        index.train(vectors[np.sort(sample)])
-        index.set_direct_map_type(faiss.DirectMap.Array)  # reconstruct(row)
-    else:
-        index = faiss.IndexFlatIP(dimension)
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        return index
+    if kind == "hnsw":
+        hnsw = faiss.IndexHNSWFlat(dimension, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 40
+        return faiss.IndexIDMap2(hnsw)
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+
+
+def training_size(total: int) -> int:
+    """How many vectors an IVF index over ``total`` is trained on."""
+    return min(total, 64 * nlist_for(total))
+
+
+def build(vectors: np.ndarray, spec: VectorIndexSpec, ids: np.ndarray | None = None) -> faiss.Index:
+    """An index of the kind ``spec`` picks for this many vectors, ids ``0..n-1`` unless given."""
+    n = len(vectors)
+    ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
+    sample = vectors[np.sort(np.random.default_rng(0).choice(n, training_size(n), replace=False))] if n else vectors
+    index = empty_index(spec.kind_for(n), vectors.shape[1], spec, n, sample)
     if n:
-        index.add(vectors)
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+    return index
+
+
+def flat(ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+    if len(ids):
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, np.int64))
     return index
 
 
 def search(
-    index: faiss.Index, query: np.ndarray, k: int, spec: VectorIndexSpec, allowed: np.ndarray | None = None
+    index: faiss.Index, query: np.ndarray, k: int, spec: VectorIndexSpec,
+    selector: faiss.IDSelector | None = None, widen: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and rows of the ``k`` nearest vectors (rows -1 past the end), among ``allowed`` rows
-    if given. With a filter, an approximate index searches in proportion more widely, so that
-    about as many admitted vectors are seen as without one; a narrow filter becomes exact."""
+    """Scores and ids of the ``k`` nearest vectors (ids -1 past the end), among the ids
+    ``selector`` admits. With a filter admitting 1/``widen`` of the vectors, an approximate index
+    searches that much more widely, so that about as many admitted vectors are seen as without
+    one; a narrow filter becomes an exact search of the IVF lists."""
+    if index.ntotal == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
     query = query.reshape(1, -1).astype(np.float32)
     kind = kind_of(index)
-    selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
-    widen = index.ntotal / max(len(allowed), 1) if allowed is not None else 1.0
-    params: faiss.SearchParameters
+    params: faiss.SearchParameters | None
     if kind == "ivf":
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=min(index.nlist, math.ceil(spec.nprobe * widen)))
-    elif kind == "hnsw" and widen <= 16:
-        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(k, math.ceil(spec.ef_search * widen)))
-    elif kind == "hnsw":  # HNSW's graph walk finds few members of a narrow filter; scan them instead
-        scores, rows = faiss.downcast_index(index.storage).search(query, k, params=faiss.SearchParameters(sel=selector))
-        return scores[0], rows[0]
+        ivf = faiss.downcast_index(index)
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=min(ivf.nlist, math.ceil(spec.nprobe * widen)))
+    elif kind == "hnsw":
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(k, math.ceil(spec.ef_search * min(widen, 64))))
     else:
         params = faiss.SearchParameters(sel=selector) if selector is not None else None
-    scores, rows = index.search(query, k, params=params)
-    return scores[0], rows[0]
+    scores, ids = index.search(query, min(k, index.ntotal), params=params)
+    return scores[0], ids[0]

@@ -6,14 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from typing import TypeVar
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.engine import Engine, build_engine, build_generator
+from service.engine import Engine, build_engine
 from service.settings import Settings
 
 from .fake_openai import FakeLLM, Running
@@ -109,7 +109,7 @@ def llm_settings(settings: Settings, url: str, **overrides: object) -> Settings:
 @pytest.fixture(scope="session")
 def llm_engine(engine: Engine, fake_llm: FakeLLM) -> Engine:
     s = llm_settings(engine.settings, fake_llm.url, answer_mode="llm")
-    return Engine(s, engine.embedder, generator=build_generator(s))
+    return build_engine(s, embedder=engine.embedder)
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,10 @@ from service.settings import Settings
 
 @pytest.fixture(scope="module")
 def texts(engine: Engine) -> list[str]:
-    snapshot = engine.index.snapshot
-    return [snapshot.documents[s.source].text[s.start : s.end] for s in snapshot.sentences]
+    held = engine.store.chunk_sentences(list(range(1, engine.store.counts().chunks + 1)))
+    sentences = sorted({(s.id, s.source, s.start, s.end) for group in held.values() for s in group})
+    texts = {source: engine.document(source).text for _, source, _, _ in sentences}
+    return [texts[source][start:end] for _, source, start, end in sentences]
 
 
 @pytest.fixture(scope="module")

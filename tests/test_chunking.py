@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.chunking import chunk_document, split_sentences
-from service.embedding import resolve_model_path
 from service.documents import parse_document
+from service.embedding import resolve_model_path
 
 from .conftest import CORPUS
 

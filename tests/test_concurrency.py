@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from service.engine import Engine
+from service.engine import Engine, build_engine
 from service.settings import Settings
-from service.store import IndexStore
 
 from .conftest import CORPUS
 
@@ -31,7 +30,7 @@ TOPICS = ["the ferry timetable to Ostrava", "a bakery's sourdough starter", "tid
 def test_ask_ingest_and_delete_from_16_threads(engine: Engine, tmp_path: Path) -> None:
     shutil.copytree(CORPUS, tmp_path / "corpus", ignore=shutil.ignore_patterns("*.md"))
     settings = Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", state_dir=tmp_path / "state")
-    shared = Engine(settings, engine.embedder)
+    shared = build_engine(settings, embedder=engine.embedder)
     shared.sync()
     expected = shared.ask(QUESTION)
     added: deque[str] = deque()
@@ -72,6 +71,6 @@ def test_ask_ingest_and_delete_from_16_threads(engine: Engine, tmp_path: Path) -
     # What the engine serves, what is on disk, and the corpus folder all agree.
     kept = {p.name for p in CORPUS.glob("*.txt")} | set(added)
     assert {d.source for d in shared.documents()} == kept
-    assert set(IndexStore(settings.index_dir).load().documents) == kept
+    assert {d.source for d in build_engine(settings, embedder=engine.embedder).documents()} == kept  # on disk
     assert {p.name for p in settings.corpus_dir.iterdir()} == kept
     assert not set(deleted) & kept

@@ -3,8 +3,8 @@ the index unchanged), API keys, and asks answered while an ingest runs."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.engine import Engine
+from service.embedded_store import DATABASE
+from service.engine import build_engine
 from service.settings import Settings
 
 from . import files
@@ -26,14 +27,16 @@ def workspace(tmp_path: Path, corpus_dir: Path, embedder) -> Iterator[tuple[Test
     settings = Settings(
         corpus_dir=corpus, index_dir=tmp_path / "data" / "index", max_upload_bytes=200_000, api_keys="k1,k2"
     )
-    engine = Engine(settings, embedder)
+    engine = build_engine(settings, embedder=embedder)
     engine.sync()
     with TestClient(create_app(engine=engine), headers={"Authorization": "Bearer k2"}) as client:
         yield client, settings
 
 
-def manifest_hash(settings: Settings) -> str:
-    return hashlib.sha256((settings.index_dir / "manifest.json").read_bytes()).hexdigest()
+def index_version(settings: Settings) -> str:
+    """The index's commit counter: any committed write changes it."""
+    with sqlite3.connect(settings.index_dir / DATABASE) as db:
+        return db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0]
 
 
 def upload(client: TestClient, *named: tuple[str, bytes], **kwargs: object):  # noqa: ANN201
@@ -52,8 +55,8 @@ def assert_cited_exactly(client: TestClient, question: str, source: str) -> dict
 
 
 FORMATS = [
-    ("notes.txt", "The quartermaster ordered forty Zellwegian tents for the winter camp.".encode()),
-    ("memo.md", "# Memo\n\nThe quartermaster ordered forty Zellwegian tents for the winter camp.\n".encode()),
+    ("notes.txt", b"The quartermaster ordered forty Zellwegian tents for the winter camp."),
+    ("memo.md", b"# Memo\n\nThe quartermaster ordered forty Zellwegian tents for the winter camp.\n"),
     ("page.html", files.html("Camp page", ["The quartermaster ordered forty Zellwegian tents for the winter camp."])),
     ("report.docx", files.docx(["Supplies", "The quartermaster ordered forty Zellwegian tents for the winter camp."])),
     ("report.pdf", files.pdf(["Supplies report, page one.", "The quartermaster ordered forty Zellwegian tents."])),
@@ -119,12 +122,12 @@ BAD = [
 @pytest.mark.parametrize(("name", "data", "status", "needle"), BAD, ids=[b[0] for b in BAD])
 def test_bad_uploads_are_refused_and_change_nothing(workspace, name, data, status, needle) -> None:  # noqa: ANN001
     client, settings = workspace
-    before = manifest_hash(settings), sorted(p.name for p in settings.corpus_dir.rglob("*"))
+    before = index_version(settings), sorted(p.name for p in settings.corpus_dir.rglob("*"))
     response = upload(client, ("fine.txt", b"A perfectly good file."), (name, data))
     assert response.status_code == status, response.text
     assert needle in response.text
     # All or nothing: the good file in the same request was not taken in either.
-    assert (manifest_hash(settings), sorted(p.name for p in settings.corpus_dir.rglob("*"))) == before
+    assert (index_version(settings), sorted(p.name for p in settings.corpus_dir.rglob("*"))) == before
     assert len(client.get("/documents").json()) == 2
 
 
@@ -158,12 +161,12 @@ def test_legacy_encodings_are_decoded_not_dropped(workspace) -> None:  # noqa: A
 @pytest.mark.parametrize("header", [None, "Bearer nope", "Basic k1", "Bearer", "k1"])
 def test_writes_need_a_valid_key(workspace, header: str | None) -> None:  # noqa: ANN001
     client, settings = workspace
-    before = manifest_hash(settings)
+    before = index_version(settings)
     headers = {"Authorization": header} if header else {}
     client.headers.pop("Authorization")
     assert upload(client, ("x.txt", b"Some text."), headers=headers).status_code == 401
     assert client.delete("/documents/004_db5665c2341ed43f.txt", headers=headers).status_code == 401
-    assert manifest_hash(settings) == before
+    assert index_version(settings) == before
 
 
 def test_unknown_document_delete_is_404(workspace) -> None:  # noqa: ANN001
@@ -207,7 +210,7 @@ def test_asks_during_an_ingest_see_the_old_or_the_new_state(workspace) -> None: 
 
 def test_a_body_without_length_is_cut_off_at_the_limit(workspace) -> None:  # noqa: ANN001
     client, settings = workspace
-    before = manifest_hash(settings)
+    before = index_version(settings)
 
     def stream() -> Iterator[bytes]:
         yield b'--x\r\nContent-Disposition: form-data; name="files"; filename="huge.txt"\r\n\r\n'
@@ -216,12 +219,12 @@ def test_a_body_without_length_is_cut_off_at_the_limit(workspace) -> None:  # no
 
     response = client.post("/documents", content=stream(), headers={"content-type": "multipart/form-data; boundary=x"})
     assert response.status_code == 413 and "limit" in response.text
-    assert manifest_hash(settings) == before
+    assert index_version(settings) == before
 
 
 def test_a_server_sees_documents_another_process_added(workspace, embedder) -> None:  # noqa: ANN001
     client, settings = workspace
-    other = Engine(settings, embedder)  # e.g. `footnote index PATH` beside the running server
+    other = build_engine(settings, embedder=embedder)  # e.g. `footnote index PATH` beside the running server
     other.add([("late.txt", b"The lighthouse keeper logged nine storms in March.")])
     body = client.post("/ask", json={"question": "How many storms did the lighthouse keeper log?"}).json()
     assert body["citations"] and body["citations"][0]["source"] == "late.txt"

@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.engine import Engine, build_generator
+from service.engine import Engine, build_engine
 from service.settings import Settings
 
 pytestmark = [pytest.mark.llm_e2e, pytest.mark.slow]
@@ -72,7 +72,7 @@ def real_llm_engine(engine: Engine, smollm2: str) -> Engine:
         corpus_dir=engine.settings.corpus_dir, index_dir=engine.settings.index_dir, answer_mode="llm",
         llm_base_url=smollm2, llm_model="smollm2", llm_timeout=120, llm_max_tokens=200,
     )
-    return Engine(settings, engine.embedder, generator=build_generator(settings))
+    return build_engine(settings, embedder=engine.embedder)
 
 
 @pytest.mark.parametrize("question", ["Which resolutions were cited?", "What is North Korea sending to Russia?"])

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.engine import Engine
+from service.engine import Engine, build_engine
 from service.logs import RedactingFormatter
 from service.settings import Settings
 
@@ -40,7 +40,7 @@ def secured(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         state_dir=tmp_path_factory.mktemp("state"), api_keys=",".join(KEYS),
         slack_bot_token="xoxb-unused", slack_signing_secret="unused-secret", slack_api_url="http://127.0.0.1:9/api/",
     )
-    with TestClient(create_app(engine=Engine(settings, engine.embedder))) as client:
+    with TestClient(create_app(engine=build_engine(settings, embedder=engine.embedder))) as client:
         yield client
 
 
@@ -78,14 +78,14 @@ def test_the_docs_stay_readable_without_a_key(secured: TestClient) -> None:
 
 def test_the_docs_can_be_turned_off(engine: Engine) -> None:
     settings = Settings(corpus_dir=engine.settings.corpus_dir, index_dir=engine.settings.index_dir, docs_enabled=False)
-    with TestClient(create_app(engine=Engine(settings, engine.embedder))) as client:
+    with TestClient(create_app(engine=build_engine(settings, embedder=engine.embedder))) as client:
         assert client.get("/docs").status_code == 404 and client.get("/openapi.json").status_code == 404
 
 
 def test_the_rate_limit_is_per_key_with_retry_after(engine: Engine) -> None:
     settings = Settings(corpus_dir=engine.settings.corpus_dir, index_dir=engine.settings.index_dir,
                         api_keys=",".join(KEYS), rate_limit_per_minute=30, rate_limit_burst=3)
-    with TestClient(create_app(engine=Engine(settings, engine.embedder))) as client:
+    with TestClient(create_app(engine=build_engine(settings, embedder=engine.embedder))) as client:
         first = {"Authorization": f"Bearer {KEYS[0]}"}
         assert [client.get("/documents", headers=first).status_code for _ in range(3)] == [200] * 3
         refused = client.get("/documents", headers=first)

@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.engine import Engine, build_generator
+from service.engine import Engine, build_engine
 from service.models import Answer, Citation
 from service.settings import Settings
 from service.slack.blocks import ERROR, NOTHING_FOUND, answer_blocks
@@ -53,7 +53,7 @@ def slack_factory(
             settings = llm_settings(engine.settings, fake_llm.url, answer_mode="llm", **values)
         else:
             settings = Settings(corpus_dir=engine.settings.corpus_dir, index_dir=engine.settings.index_dir, **values)
-        client = TestClient(create_app(engine=Engine(settings, engine.embedder, generator=build_generator(settings))))
+        client = TestClient(create_app(engine=build_engine(settings, embedder=engine.embedder)))
         clients.append(client.__enter__())
         return client
 

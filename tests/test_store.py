@@ -1,94 +1,127 @@
-"""The on-disk index: round trip, incremental sync, atomic save, corruption and mismatch."""
+"""The embedded store: round trip, writes that touch only what they change, atomicity, damage,
+settings mismatch, sharing between processes, and the upgrade of a format-2 index. Most tests
+use the hash embedder (tests/fake_embedder.py): they are about storage, not meaning."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from service.documents import load_documents
-from service.engine import Engine
-from service.errors import IndexCorrupt, IndexMismatch, IndexMissing, IndexStateError
-from service.indexing import index_config, sync_index
+from service.embedded_store import DATABASE, EmbeddedStore
+from service.engine import Engine, build_engine
+from service.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from service.settings import Settings
-from service.store import IndexStore
+from service.text import Analyzer
+
+from .fake_embedder import HashEmbedder
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, corpus_dir: Path, embedder) -> tuple[Settings, Engine]:  # noqa: ANN001
+def fake_engine(tmp_path: Path, corpus_dir: Path, model: str = "hash-embedder", **overrides: object) -> Engine:
     corpus = tmp_path / "corpus"
-    shutil.copytree(corpus_dir, corpus)
-    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
-    # The session's loaded model; index, corpus and everything else are this test's own.
-    return settings, Engine(settings, embedder)
+    if not corpus.exists():
+        shutil.copytree(corpus_dir, corpus)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", state_dir=tmp_path / "state", **overrides)
+    return build_engine(settings, embedder=HashEmbedder(model))
 
 
-def test_round_trip_preserves_documents_chunks_and_vectors(workspace) -> None:  # noqa: ANN001
-    settings, engine = workspace
+def best_source(engine: Engine, question: str) -> str | None:
+    """The document of the best keyword match (the hash embedder's vectors carry no meaning)."""
+    found = engine.index.keyword(question, 1)
+    return engine.store.chunks(found.ids.tolist())[int(found.ids[0])].source if len(found.ids) else None
+
+
+def test_round_trip_preserves_documents_chunks_and_vectors(tmp_path: Path, corpus_dir: Path) -> None:
+    engine = fake_engine(tmp_path, corpus_dir)
     engine.sync()
-    saved = engine.index.snapshot
-    loaded = IndexStore(settings.index_dir).load()
-    assert loaded.documents.keys() == saved.documents.keys()
-    assert [(c.chunk_id, c.start, c.end, c.text) for c in loaded.chunks] == [
-        (c.chunk_id, c.start, c.end, c.text) for c in saved.chunks
-    ]
-    assert loaded.sentences == saved.sentences
-    assert loaded.vectors.ntotal == len(loaded.sentences)
-    assert (loaded.vectors.reconstruct(0) == saved.vectors.reconstruct(0)).all()
-    files = sorted(p.name for p in settings.index_dir.iterdir() if not p.name.startswith("."))
-    assert len(files) == 3 and "manifest.json" in files
-    assert not any(p.suffix == ".pkl" for p in settings.index_dir.iterdir())
+    before = engine.search("Which resolutions were cited?", top_k=5)
+    fresh = fake_engine(tmp_path, corpus_dir)  # another process: everything read from disk
+    assert fresh.search("Which resolutions were cited?", top_k=5) == before
+    for doc in fresh.documents():
+        text = fresh.document(doc.source).text
+        assert text == (corpus_dir / doc.source).read_text("utf-8")
+    for p in before:
+        assert p.text == fresh.document(p.source).text[p.start : p.end]
+    store = fresh.store
+    sentences = store.chunk_sentences([int(fresh.index.keyword("resolutions", 1).ids[0])])
+    ids = [s.id for group in sentences.values() for s in group]
+    texts = [fresh.document(s.source).text[s.start : s.end] for group in sentences.values() for s in group]
+    np.testing.assert_allclose(store.sentence_vectors(ids), HashEmbedder().embed(texts), rtol=0, atol=0)
+    assert not any(p.suffix == ".pkl" for p in engine.settings.index_dir.rglob("*"))
 
 
-def test_sync_embeds_only_what_changed(workspace) -> None:  # noqa: ANN001
-    settings, engine = workspace
+def test_sync_reads_and_embeds_only_what_changed(tmp_path: Path, corpus_dir: Path) -> None:
+    engine = fake_engine(tmp_path, corpus_dir)
     first = engine.sync()
     assert len(first.added) == 2 and first.embedded_sentences == first.sentences
 
     again = engine.sync()
     assert not again.changed and again.embedded_sentences == 0
 
-    (settings.corpus_dir / "new.md").write_text("# Fresh memo\n\nThe memo mentions Zanzibar twice. Zanzibar.\n")
-    edited = settings.corpus_dir / "004_db5665c2341ed43f.txt"
+    corpus = engine.settings.corpus_dir
+    (corpus / "new.md").write_text("# Fresh memo\n\nThe memo mentions Zanzibar twice. Zanzibar.\n")
+    edited = corpus / "004_db5665c2341ed43f.txt"
     edited.write_text(edited.read_text("utf-8") + "\nThe summit closed with a dinner.\n", "utf-8")
-    (settings.corpus_dir / "000_ebf57527fa8dd4ca.txt").unlink()
+    (corpus / "000_ebf57527fa8dd4ca.txt").unlink()
+    embedder: HashEmbedder = engine.embedder  # type: ignore[assignment]
+    embedder.texts = 0
     report = engine.sync()
     assert report.added == ["new.md"]
     assert report.updated == ["004_db5665c2341ed43f.txt"]
     assert report.removed == ["000_ebf57527fa8dd4ca.txt"]
-    assert report.embedded_sentences == report.sentences  # the one unchanged document was removed
-
-    answer = engine.ask("Which place does the memo mention?")
-    assert answer.citations[0].source == "new.md"
+    assert embedder.texts == report.embedded_sentences == report.sentences  # the unchanged one was removed
+    assert best_source(engine, "Zanzibar memo") == "new.md"
     assert engine.document("new.md").title == "Fresh memo"
-    assert set(IndexStore(settings.index_dir).load().documents) == {"new.md", "004_db5665c2341ed43f.txt"}
+    assert {d.source for d in fake_engine(tmp_path, corpus_dir).documents()} == {"new.md", "004_db5665c2341ed43f.txt"}
 
 
-def test_a_crash_before_the_manifest_swap_keeps_the_previous_index(workspace, monkeypatch) -> None:  # noqa: ANN001
-    settings, engine = workspace
+def test_an_upload_touches_only_its_document_and_no_checkpoint(tmp_path: Path, corpus_dir: Path) -> None:
+    engine = fake_engine(tmp_path, corpus_dir)
     engine.sync()
-    before = (settings.index_dir / "manifest.json").read_bytes()
-    (settings.corpus_dir / "extra.txt").write_text("Another document about Lisbon.", "utf-8")
+    index_dir = engine.settings.index_dir
+    bases = sorted(p.name for p in index_dir.glob("base-*"))
+    embedder: HashEmbedder = engine.embedder  # type: ignore[assignment]
+    embedder.texts = 0
+    report = engine.add([("memo.txt", b"The convoy reached Lisbon on Tuesday. It carried grain.")])
+    assert report.added == ["memo.txt"] and embedder.texts == 2  # its two sentences, nothing else
+    assert sorted(p.name for p in index_dir.glob("base-*")) == bases  # the bulk files are not rewritten
+    assert best_source(engine, "convoy Lisbon grain") == "memo.txt"
+    engine.delete("memo.txt")
+    assert all(p.source != "memo.txt" for p in engine.search("convoy Lisbon grain", top_k=10))
+    assert sorted(p.name for p in index_dir.glob("base-*")) == bases
 
-    real_replace = os.replace
 
-    def crash_on_manifest(src: str, dst: str) -> None:
-        if str(dst).endswith("manifest.json"):
-            raise OSError("simulated crash")
-        real_replace(src, dst)
+def test_a_checkpoint_keeps_every_answer(tmp_path: Path, corpus_dir: Path) -> None:
+    engine = fake_engine(tmp_path, corpus_dir)
+    engine.sync()
+    engine.add([(f"memo-{i}.txt", f"Memo {i} says the depot {i} holds {i * 3} crates.".encode()) for i in range(20)])
+    engine.delete("memo-3.txt")
+    questions = ["Which resolutions were cited?", "depot 7 crates", "depot 3 crates"]
+    before = [engine.search(q, top_k=5) for q in questions]
+    assert engine.store.checkpoint(force=True)
+    assert [engine.search(q, top_k=5) for q in questions] == before
+    assert [fake_engine(tmp_path, corpus_dir).search(q, top_k=5) for q in questions] == before
 
-    monkeypatch.setattr(os, "replace", crash_on_manifest)
-    with pytest.raises(OSError, match="simulated crash"):
-        engine.sync()
+
+def test_a_failed_write_changes_nothing(tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = fake_engine(tmp_path, corpus_dir)
+    engine.sync()
+    before = engine.documents()
+    corpus_before = sorted(p.name for p in engine.settings.corpus_dir.iterdir())
+
+    def fail(*args: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+    monkeypatch.setattr(EmbeddedStore, "_remove", fail)  # inside the transaction, after its first statement
+    with pytest.raises(sqlite3.OperationalError):
+        engine.add([("extra.txt", b"Another document about Lisbon.")])
     monkeypatch.undo()
-
-    assert (settings.index_dir / "manifest.json").read_bytes() == before
-    loaded = IndexStore(settings.index_dir).load()
-    assert "extra.txt" not in loaded.documents and len(loaded.documents) == 2
-    assert not [p for p in settings.index_dir.iterdir() if p.name.endswith(".tmp")]
+    assert engine.documents() == before == fake_engine(tmp_path, corpus_dir).documents()
+    assert sorted(p.name for p in engine.settings.corpus_dir.iterdir()) == corpus_before
 
 
 def _flip(at: float):  # noqa: ANN202
@@ -108,72 +141,94 @@ def _truncate(keep: float):  # noqa: ANN202
     return damage
 
 
-DAMAGE = {
+# Checkpoint files carry checksums, so any change is caught. SQLite pages carry none: the
+# database's damage that SQLite itself detects (its header, a short file, a missing file) is
+# tested; a flipped bit inside a row is the file system's to catch.
+CHECKPOINT_DAMAGE = {
     **{f"flip@{at:g}": _flip(at) for at in (0, 0.01, 0.25, 0.5, 0.75, 1)},
     **{f"truncate-to-{keep:g}": _truncate(keep) for keep in (0, 0.5, 0.99)},
     "append-garbage": lambda path: path.write_bytes(path.read_bytes() + b"\x00garbage"),
     "delete": lambda path: path.unlink(),
 }
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
-@pytest.mark.parametrize("target", ["chunks", "vectors", "manifest"])
-def test_damaged_files_are_detected_and_rebuilt(
-    built: Path, corpus_dir: Path, embedder, tmp_path: Path, target: str, damage: str  # noqa: ANN001
-) -> None:
-    """33 kinds of damage: a serving engine keeps its correct answers, a fresh load refuses with a
-    clear message, a sync (what `footnote serve` does) rebuilds, and the corpus is untouched."""
-    shutil.copytree(built, tmp_path / "index")
-    settings = Settings(corpus_dir=corpus_dir, index_dir=tmp_path / "index")
-    serving = Engine(settings, embedder)
-    expected = serving.ask("Which resolutions were cited?")
-    corpus_before = {p.name: p.read_bytes() for p in corpus_dir.iterdir()}
-    store = IndexStore(settings.index_dir)
-    files = json.loads(store.manifest_path.read_text())["files"]
-    path = store.manifest_path if target == "manifest" else settings.index_dir / files[target]["name"]
-    DAMAGE[damage](path)
-
-    assert serving.ask("Which resolutions were cited?") == expected  # never wrong passages
-    with pytest.raises(IndexStateError) as refused:
-        IndexStore(settings.index_dir).load()
-    assert isinstance(refused.value, IndexMissing if (target, damage) == ("manifest", "delete") else IndexCorrupt)
-    assert "footnote index" in str(refused.value)
-    fresh = Engine(settings, embedder)
-    report = fresh.sync()
-    assert report.rebuilt_because or report.added, "rebuilt"
-    assert fresh.ask("Which resolutions were cited?") == expected
-    assert {p.name: p.read_bytes() for p in corpus_dir.iterdir()} == corpus_before, "the corpus is never touched"
+DATABASE_DAMAGE = {
+    "flip@0": _flip(0), "truncate-to-0.5": _truncate(0.5), "delete": lambda p: p.unlink(),
+}
 
 
 @pytest.fixture(scope="module")
 def built(corpus_dir: Path, embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: ANN001
     index = tmp_path_factory.mktemp("built") / "index"
-    Engine(Settings(corpus_dir=corpus_dir, index_dir=index), embedder).sync()
+    build_engine(Settings(corpus_dir=corpus_dir, index_dir=index), embedder=embedder).sync()
     return index
 
 
-def test_other_model_settings_are_refused_with_a_clear_message(workspace) -> None:  # noqa: ANN001
-    settings, engine = workspace
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("target", "damage"),
+    [(f, d) for f in ("vectors.faiss", "chunk_items.npy", "doc_tfs.npy") for d in CHECKPOINT_DAMAGE]
+    + [(DATABASE, d) for d in DATABASE_DAMAGE],
+)
+def test_damaged_files_are_detected_and_repaired(
+    built: Path, corpus_dir: Path, embedder, tmp_path: Path, target: str, damage: str  # noqa: ANN001
+) -> None:
+    """A damaged checkpoint is rebuilt from the tables (nothing embedded again); a damaged
+    database is refused with a clear message and rebuilt from the corpus by a sync. Either way
+    the answers are the same, and the corpus is untouched."""
+    shutil.copytree(built, tmp_path / "index")
+    settings = Settings(corpus_dir=corpus_dir, index_dir=tmp_path / "index")
+    expected = build_engine(settings, embedder=embedder).ask("Which resolutions were cited?")
+    corpus_before = {p.name: p.read_bytes() for p in corpus_dir.iterdir()}
+    base = next((tmp_path / "index").glob("base-*"))
+    path = settings.index_dir / DATABASE if target == DATABASE else base / target
+    (CHECKPOINT_DAMAGE | DATABASE_DAMAGE)[damage](path)
+
+    fresh = build_engine(settings, embedder=embedder)
+    if target == DATABASE:
+        with pytest.raises((IndexCorrupt, IndexMissing)) as refused:
+            fresh.load()
+        assert "footnote index" in str(refused.value)
+        report = fresh.sync()
+        assert report.rebuilt_because or report.added, "rebuilt"
+    else:
+        fresh.load()  # repaired from the tables
+    assert fresh.ask("Which resolutions were cited?") == expected
+    assert {p.name: p.read_bytes() for p in corpus_dir.iterdir()} == corpus_before, "the corpus is never touched"
+
+
+def test_other_model_settings_are_refused_with_a_clear_message(tmp_path: Path, corpus_dir: Path) -> None:
+    engine = fake_engine(tmp_path, corpus_dir)
     engine.sync()
-    other = index_config(engine.embedder, settings.chunk_size + 100, settings.chunk_overlap)
-    store = IndexStore(settings.index_dir)
-    snapshot = store.load()
-    store.save(type(snapshot)(other, snapshot.documents, snapshot.chunks, snapshot.sentences, snapshot.vectors))
-    fresh = Engine(settings, engine.embedder)
     with pytest.raises(IndexMismatch, match="chunker"):
-        fresh.load()
+        fake_engine(tmp_path, corpus_dir, chunk_size=800).load()
+    report = fake_engine(tmp_path, corpus_dir, chunk_size=800).sync()  # what `serve` does: rebuild
+    assert report.rebuilt_because and "chunker" in report.rebuilt_because and len(report.added) == 2
 
 
 def test_missing_index_says_how_to_build_it(tmp_path: Path) -> None:
     with pytest.raises(IndexMissing, match="footnote index"):
-        IndexStore(tmp_path / "none").load()
+        EmbeddedStore(tmp_path / "none", Analyzer()).open()
 
 
-def test_only_one_writer_at_a_time(workspace) -> None:  # noqa: ANN001
-    settings, engine = workspace
-    store = IndexStore(settings.index_dir)
-    documents = load_documents([settings.corpus_dir])
-    config = index_config(engine.embedder, settings.chunk_size, settings.chunk_overlap)
-    with store.writer_lock(), pytest.raises(IndexStateError, match="another process"):
-        sync_index(IndexStore(settings.index_dir), engine.embedder, config, documents)
+def test_a_write_by_another_process_is_seen_at_the_next_question(tmp_path: Path, corpus_dir: Path) -> None:
+    serving = fake_engine(tmp_path, corpus_dir)
+    serving.sync()
+    assert best_source(serving, "Zanzibar spice harbour") != "spice.txt"
+    other = fake_engine(tmp_path, corpus_dir)  # e.g. `footnote index PATH` beside the server
+    other.add([("spice.txt", b"Zanzibar's spice harbour reopened.")])
+    assert best_source(serving, "Zanzibar spice harbour") == "spice.txt"
+    other.delete("000_ebf57527fa8dd4ca.txt")
+    assert "000_ebf57527fa8dd4ca.txt" not in {d.source for d in serving.documents()}
+    assert all(p.source != "000_ebf57527fa8dd4ca.txt" for p in serving.search("resolutions", top_k=10))
+
+
+def test_a_format_2_index_is_upgraded_in_place_without_embedding(tmp_path: Path, corpus_dir: Path) -> None:
+    legacy = Path(__file__).parent / "data" / "index-v2"
+    shutil.copytree(legacy, tmp_path / "index")
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    engine = fake_engine(tmp_path, corpus_dir, model=manifest["config"]["model"])
+    embedder: HashEmbedder = engine.embedder  # type: ignore[assignment]
+    report = engine.sync()
+    assert embedder.texts == 0 and not report.changed, "nothing embedded, nothing rebuilt"
+    assert not (tmp_path / "index" / "manifest.json").exists()
+    assert {d.source for d in engine.documents()} == set(manifest["documents"])
+    assert best_source(engine, "Which resolutions were cited?") == "000_ebf57527fa8dd4ca.txt"

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..models import Citation
 from ..retrieval import Hit, SearchIndex
 from ..text import Analyzer
-from ..models import Citation
 
 NOT_COVERED = "The documents do not cover this question."
 
@@ -90,30 +90,34 @@ class ExtractiveAnswerer:
         self, index: SearchIndex, question: str, query: np.ndarray, hits: list[Hit]
     ) -> list[Candidate]:
         """Every sentence of the retrieved passages with its support score, best first."""
-        docs = index.snapshot.documents
-        seen: dict[int, int] = {}  # sentence row -> rank of the first passage holding it
+        seen: dict[int, tuple[int, Hit]] = {}  # sentence id -> rank of the first passage holding it
+        held = index.chunk_sentences([h.row for h in hits])
+        sentences = {}
         for rank, hit in enumerate(hits, start=1):
-            for row in index.chunk_sentences[hit.row]:
-                seen.setdefault(row, rank)
+            for x in held.get(hit.row, []):
+                if x.id not in seen:
+                    seen[x.id] = (rank, hit)
+                    sentences[x.id] = x
         if not seen:
             return []
         rows = list(seen)
-        sentences = [index.sentence(r) for r in rows]
-        texts = [docs[x.source].text[x.start : x.end] for x in sentences]
+        texts = [seen[r][1].chunk.text[sentences[r].start - seen[r][1].chunk.start : sentences[r].end - seen[r][1].chunk.start]
+                 for r in rows]
         dense = index.sentence_vectors(rows) @ query.astype(np.float32)
 
         q_terms = set(self.analyzer.terms(question))
-        weights = {t: index.idf(t) for t in q_terms}
+        weights = index.idfs(q_terms)
         total = sum(weights.values()) or 1.0
         specific_terms = {t for t, w in weights.items() if w > index.common_idf}
         expected = _expected_type(question)
         out = []
         kin = {t: index.kin(t) for t in weights}
-        for row, x, text, cos in zip(rows, sentences, texts, dense):
-            terms = index.sentence_terms(row)
+        for row, text, cos in zip(rows, texts, dense):
+            x = sentences[row]
+            terms = index.sentence_terms(text)
             matched = [t for t in weights if not kin[t].isdisjoint(terms)]
             lexical = sum(weights[t] for t in matched) / total
-            rank = seen[row]
+            rank = seen[row][0]
             score = _W_DENSE * float(cos) + _W_LEXICAL * lexical + _W_RANK / rank
             if expected is not None and expected.search(text):
                 score += _W_TYPE
@@ -127,7 +131,6 @@ class ExtractiveAnswerer:
     ) -> tuple[str, list[Citation]]:
         """The answer text and its citations; no citations means the question was refused."""
         names = self.analyzer.names(question)
-        docs = index.snapshot.documents
 
         def mentions_all(source: str) -> bool:
             return all(index.mentions(source, n) for n in names)
@@ -148,6 +151,7 @@ class ExtractiveAnswerer:
             chosen.append(c)
         citations = []
         parts = []
+        docs = index.infos({c.source for c in chosen})
         for n, c in enumerate(chosen, start=1):
             doc = docs[c.source]
             citations.append(

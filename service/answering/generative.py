@@ -6,16 +6,16 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
-from ..documents import Document
 from ..errors import FootnoteError
 from ..models import Turn
 from ..prompts import Prompts, format_history, format_passages
 from ..retrieval import Hit
+from ..store import DocumentInfo
 
 
 class LLMError(FootnoteError):
@@ -88,7 +88,7 @@ class GenerativeAnswerer:
         standalone = " ".join(reply.split()).strip().strip('"')
         return standalone[:2000] if standalone else question
 
-    def messages(self, question: str, hits: Sequence[Hit], documents: dict[str, Document]) -> list[BaseMessage]:
+    def messages(self, question: str, hits: Sequence[Hit], documents: Mapping[str, DocumentInfo]) -> list[BaseMessage]:
         return self.prompts.answer.format_messages(passages=format_passages(hits, documents), question=question)
 
     def stream(self, messages: list[BaseMessage]) -> Iterator[str]:

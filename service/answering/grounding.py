@@ -20,6 +20,7 @@ from ..embedding import Embedder
 from ..models import Citation, Unsupported
 from ..retrieval import Hit, SearchIndex
 from ..text import Analyzer
+
 # Support is the same blend of meaning and words the extractive answerer ranks sentences with.
 from .extractive import _W_DENSE, _W_LEXICAL, NOT_COVERED
 
@@ -130,7 +131,6 @@ class Grounder:
         self.threshold = threshold
 
     def check(self, reply: str, index: SearchIndex, hits: Sequence[Hit]) -> Checked:
-        docs = index.snapshot.documents
         text, dropped = clean(reply, hits)
         text = text.strip()
         sentences = split_sentences(text)
@@ -170,13 +170,15 @@ class Grounder:
                 unsupported.append(Unsupported(sentence=sentence, citations=sorted(set(numbers)), reason=reason))
 
         citations = []
+        docs = index.infos({hits[n - 1].chunk.source for n in spans})
         for n in sorted(spans):
             chunk = hits[n - 1].chunk
             doc = docs[chunk.source]
             # One quote per passage: the narrowest span holding every sentence the answer relies on.
             start, end = min(s for s, _ in spans[n]), max(e for _, e in spans[n])
             citations.append(Citation(
-                id=n, source=chunk.source, title=doc.title, date=doc.date, quote=doc.text[start:end],
+                id=n, source=chunk.source, title=doc.title, date=doc.date,
+                quote=chunk.text[start - chunk.start : end - chunk.start],
                 start=start, end=end, page=doc.page_at(start),
             ))
         return Checked(text, citations, unsupported, dropped)
@@ -184,15 +186,14 @@ class Grounder:
     def _best_sentence(
         self, index: SearchIndex, hit: Hit, terms: set[str], vector: np.ndarray
     ) -> tuple[int, int, float]:
-        rows = index.chunk_sentences[hit.row]
-        dense = index.sentence_vectors(list(rows)) @ vector.astype(np.float32)
-        weights = {t: index.idf(t) for t in terms}
+        sentences = index.chunk_sentences([hit.row]).get(hit.row, [])
+        dense = index.sentence_vectors([s.id for s in sentences]) @ vector.astype(np.float32)
+        weights = index.idfs(terms)
         kin = {t: index.kin(t) for t in terms}
         total = sum(weights.values()) or 1.0
         best = (hit.chunk.start, hit.chunk.end, -1.0)
-        for row, cos in zip(rows, dense):
-            s = index.sentence(row)
-            words = index.sentence_terms(row)
+        for s, cos in zip(sentences, dense):
+            words = index.sentence_terms(hit.chunk.text[s.start - hit.chunk.start : s.end - hit.chunk.start])
             lexical = sum(w for t, w in weights.items() if not kin[t].isdisjoint(words)) / total
             score = _W_DENSE * float(cos) + _W_LEXICAL * lexical
             if score > best[2]:

@@ -11,7 +11,6 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..engine import Engine, build_engine
-from ..feedback import FeedbackStore
 from ..settings import Settings, get_settings
 from .errors import install_error_handlers
 from .openai_compat import router as openai_router
@@ -35,7 +34,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
         app.state.engine = current
         # Plain-def routes run on AnyIO's thread pool; its size bounds the work in flight.
         anyio.to_thread.current_default_thread_limiter().total_tokens = current.settings.worker_threads
-        app.state.feedback = FeedbackStore(current.settings.state_dir / "feedback.sqlite3")
+        app.state.feedback = current.feedback
         if current.settings.slack_http_enabled:
             from ..slack.bot import build_slack_app
 
