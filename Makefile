@@ -21,6 +21,8 @@ serve: setup
 	$(BIN)/footnote serve
 
 test: setup
+	$(BIN)/ruff check service tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Optional: LLM mode end to end with SmolLM2-135M on llama.cpp's server (builds llama-cpp-python

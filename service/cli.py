@@ -63,7 +63,7 @@ def _progress_bar():  # noqa: ANN202 - a progress callback
     def update(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="sentence", desc="embedding", file=sys.stderr, leave=False)
+            bar = tqdm(total=total, unit="document", desc="indexing", file=sys.stderr, leave=False)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -132,15 +132,15 @@ def ask(
     filters = None
     if source or date_from or date_to:
         try:
-            filters = Filters(source=source or None, date_from=date_from, date_to=date_to)  # type: ignore[arg-type]
+            filters = Filters(source=source or None, date_from=date_from, date_to=date_to)
         except ValidationError as exc:
             raise InvalidRequest(f"bad filter: {exc.errors()[0]['msg']}") from exc
     backend = _backend(url)
     if json_out:
-        typer.echo(backend.ask(question, top_k, filters, mode).model_dump_json())  # type: ignore[arg-type]
+        typer.echo(backend.ask(question, top_k, filters, mode).model_dump_json())
         return
     streamed = ""
-    for event in backend.ask_stream(question, top_k, filters, mode):  # type: ignore[arg-type]
+    for event in backend.ask_stream(question, top_k, filters, mode):
         if isinstance(event, Answer):
             print_answer(event, streamed)
         else:

@@ -362,13 +362,7 @@ class EmbeddedStore:
         with self._write_lock:
             meta = self._meta()
             self._config = IndexConfig(**json.loads(meta["config"]))
-            checkpoint = Checkpoint(**json.loads(meta["checkpoint"]))
-            try:
-                base = self._load_base(checkpoint)
-            except IndexCorrupt as exc:
-                log.warning("%s; writing the checkpoint again from the tables", exc)
-                checkpoint = self._replace_checkpoint(checkpoint.generation)
-                base = self._load_base(checkpoint)
+            checkpoint, base = self._load_current(Checkpoint(**json.loads(meta["checkpoint"])), repair=True)
             search = _Search(self._config.dimension, checkpoint, base)
             self._search = search
             self._catch_up(search)
@@ -423,8 +417,8 @@ class EmbeddedStore:
             version = int(db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0])
             checkpoint = Checkpoint(**json.loads(db.execute("SELECT value FROM meta WHERE key='checkpoint'").fetchone()[0]))
             if checkpoint.generation != search.checkpoint.generation:
-                fresh = _Search(search.dimension, checkpoint, self._load_base(checkpoint))
-                self._search = search = fresh
+                checkpoint, base = self._load_current(checkpoint)
+                self._search = search = _Search(search.dimension, checkpoint, base)
             marks = search.marks
             docs = db.execute("SELECT id, length, terms FROM documents WHERE id > ? ORDER BY id",
                               (marks["document"],)).fetchall()
@@ -439,6 +433,25 @@ class EmbeddedStore:
         search.version = version
 
     # -- checkpoints ------------------------------------------------------------------------
+
+    def _load_current(self, checkpoint: Checkpoint, repair: bool = False) -> tuple[Checkpoint, dict[str, Any]]:
+        """The checkpoint's structures. If its files are gone because another process has just
+        replaced it, the newer one; if they are damaged (and ``repair``), a new one from the tables."""
+        for _ in range(3):
+            try:
+                return checkpoint, self._load_base(checkpoint)
+            except IndexCorrupt as exc:
+                with self._read() as db:
+                    current = Checkpoint(**json.loads(
+                        db.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()[0]))
+                if current.generation != checkpoint.generation:
+                    checkpoint = current
+                    continue
+                if not repair:
+                    raise
+                log.warning("%s; writing the checkpoint again from the tables", exc)
+                checkpoint = self._replace_checkpoint(checkpoint.generation)
+        return checkpoint, self._load_base(checkpoint)
 
     def _load_base(self, checkpoint: Checkpoint) -> dict[str, Any]:
         dimension = self.config.dimension if self._config else 0
@@ -577,9 +590,9 @@ class EmbeddedStore:
             kind = self.spec.kind_for(total)
             sample = np.zeros((0, self.config.dimension), np.float32)
             if kind == "ivf":
-                ids = [r[0] for r in db.execute("SELECT id FROM sentences").fetchall()]
-                chosen = np.sort(np.random.default_rng(0).choice(len(ids), training_size(total), replace=False))
-                picked = [ids[i] for i in chosen]
+                every = [r[0] for r in db.execute("SELECT id FROM sentences").fetchall()]
+                chosen = np.sort(np.random.default_rng(0).choice(len(every), training_size(total), replace=False))
+                picked = [every[i] for i in chosen]
                 blobs = []
                 for i in range(0, len(picked), 500):
                     part = picked[i : i + 500]
@@ -766,7 +779,8 @@ class EmbeddedStore:
         scores += doc_field.scores(terms, self.k1, self.b)[s.chunk_doc.data[: len(scores)]]
         scores[~chunk_field.live[: len(scores)]] = 0.0
         if admitted is not None:
-            mask = admitted.detail.chunk_mask  # type: ignore[union-attr]
+            detail: _Filter = admitted.detail  # type: ignore[assignment]
+            mask = detail.chunk_mask
             keep = np.zeros(len(scores), bool)
             keep[: len(mask)] = mask[: len(scores)]
             scores[~keep] = 0.0  # chunks written since the filter was resolved are not admitted

@@ -162,7 +162,7 @@ class SentenceTransformerEmbedder(SortedBatches):
 
     @property
     def max_tokens(self) -> int:
-        return int(self.model.max_seq_length)
+        return int(self.model.max_seq_length or 0)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(

@@ -504,6 +504,9 @@ def build_engine(
     """An engine with the configured parts; nothing is loaded until first use or ``load``.
     ``embedder``, ``reranker`` and ``store`` replace the configured ones (tests share one loaded
     model; benchmarks use a fake)."""
+    # Documents are embedded by an instance of their own (its own session and lock), so a long
+    # ingest never holds the model a question is waiting for; a given embedder serves both.
+    ingest_model = embedder or build_embedder(settings)
     embedder = embedder or build_embedder(settings)
     if reranker is None and settings.reranker:
         reranker = CrossEncoderReranker(settings.reranker, settings.device)
@@ -514,7 +517,7 @@ def build_engine(
     live = LiveIndex(store, analyzer, config, settings.index_dir)
     # Only documents go through the cache: questions are rarely repeated, and a disk look-up
     # would sit on every question's path.
-    ingest = CachedEmbedder(embedder, settings.embedding_cache_dir) if settings.embedding_cache_dir else embedder
+    ingest = CachedEmbedder(ingest_model, settings.embedding_cache_dir) if settings.embedding_cache_dir else ingest_model
     writer = DocumentWriter(settings, live, ingest)
     asker = Asker(settings, live, embedder, analyzer, reranker, build_generator(settings))
     feedback = FeedbackStore(settings.state_dir / "feedback.sqlite3")

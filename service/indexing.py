@@ -13,7 +13,7 @@ from .errors import IndexMismatch
 from .store import FileStamp, IndexConfig, PreparedDocument
 
 Progress = Callable[[int, int], None]
-"""Called as progress(done, total) with sentence counts while embedding."""
+"""Called as progress(done, total) with document counts while indexing (or upgrading an index)."""
 
 
 @dataclass

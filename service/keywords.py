@@ -68,7 +68,7 @@ class Segment:
     tfs: np.ndarray  # float32
 
     @staticmethod
-    def build(items: Sequence[int], bags: Sequence[tuple[np.ndarray, np.ndarray]]) -> Segment:
+    def build(items: Sequence[int] | np.ndarray, bags: Sequence[tuple[np.ndarray, np.ndarray]]) -> Segment:
         """A segment from items (ascending ids) and each one's (term ids, frequencies)."""
         sizes = np.fromiter((len(b[0]) for b in bags), np.int64, len(bags))
         if not sizes.sum():

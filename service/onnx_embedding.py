@@ -71,7 +71,7 @@ def export(name: str, target: Path, quantize: bool) -> None:
         fp32.unlink()
     tokenizer = model.tokenizer
     tokenizer.backend_tokenizer.save(str(target / "tokenizer.json"))  # the Rust tokenizer: no transformers at run time
-    config = {"inputs": inputs, "max_tokens": int(model.max_seq_length),
+    config = {"inputs": inputs, "max_tokens": int(model.max_seq_length or 0),
               "dimension": int(model.get_embedding_dimension() or 0), "source": name, "int8": quantize,
               "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id}
     (target / CONFIG).write_text(json.dumps(config, indent=2))

@@ -121,7 +121,8 @@ class SearchIndex:
         missing = [s for s in sources if self._infos.get(s) is None]
         for source, info in self.store.infos(missing).items():
             self._infos.put(source, info)
-        return {s: info for s in sources if (info := self._infos.get(s)) is not None}
+        found = {s: self._infos.get(s) for s in sources}
+        return {s: info for s, info in found.items() if info is not None}
 
     def info(self, source: str) -> DocumentInfo:
         return self.infos({source})[source]

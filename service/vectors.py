@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
 
 Kind = Literal["flat", "ivf", "hnsw"]
+# faiss's bundled stubs predate search parameters and selectors; those calls go through this.
+_faiss: Any = faiss
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,13 @@ def search(
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     query = query.reshape(1, -1).astype(np.float32)
     kind = kind_of(index)
-    params: faiss.SearchParameters | None
+    params: Any
     if kind == "ivf":
-        ivf = faiss.downcast_index(index)
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=min(ivf.nlist, math.ceil(spec.nprobe * widen)))
+        nlist = _faiss.downcast_index(index).nlist
+        params = _faiss.SearchParametersIVF(sel=selector, nprobe=min(nlist, math.ceil(spec.nprobe * widen)))
     elif kind == "hnsw":
-        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(k, math.ceil(spec.ef_search * min(widen, 64))))
+        params = _faiss.SearchParametersHNSW(sel=selector, efSearch=max(k, math.ceil(spec.ef_search * min(widen, 64))))
     else:
-        params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        params = _faiss.SearchParameters(sel=selector) if selector is not None else None
     scores, ids = index.search(query, min(k, index.ntotal), params=params)
     return scores[0], ids[0]

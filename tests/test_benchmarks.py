@@ -4,7 +4,10 @@ in bench/quality.py."""
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from bench.datasets import Dataset, load_scifact, load_squad
 from bench.metrics import contains_answer, hit_at_k, ndcg_at_k
 from bench.systems import Footnote, PlainBM25
 
-from .conftest import shared
+from .conftest import ROOT, shared
 
 pytestmark = pytest.mark.slow
 
@@ -62,3 +65,19 @@ def test_squad_slice_finds_paragraphs_and_quotes_answers(tmp_path: Path) -> None
     assert hit1 >= 0.85, hit1
     assert accuracy >= 0.70, accuracy
     assert median_chars <= 250, median_chars
+
+
+def test_the_scale_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    """bench/scale_service.py at a few thousand chunks: builds, serves, asks, writes and reports
+    (its numbers are for bench/SCALE.md, not asserted here)."""
+    shared("bench/scifact")
+    out = tmp_path / "SCALE.md"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FOOTNOTE_MODEL_CACHE_DIR": str(ROOT / ".cache" / "test-models")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.scale_service", "--chunks", "2000", "--questions", "10",
+         "--ingest-during", "20", "--work", str(tmp_path / "work"), "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = out.read_text()
+    assert "| chunks |" in table and "upload / delete" in table and "During an upload of 20 documents" in table

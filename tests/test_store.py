@@ -14,7 +14,7 @@ import pytest
 
 from service.embedded_store import DATABASE, EmbeddedStore
 from service.engine import Engine, build_engine
-from service.errors import IndexCorrupt, IndexMismatch, IndexMissing
+from service.errors import IndexCorrupt, IndexMismatch, IndexMissing, InvalidRequest
 from service.settings import Settings
 from service.text import Analyzer
 
@@ -232,3 +232,33 @@ def test_a_format_2_index_is_upgraded_in_place_without_embedding(tmp_path: Path,
     assert not (tmp_path / "index" / "manifest.json").exists()
     assert {d.source for d in engine.documents()} == set(manifest["documents"])
     assert best_source(engine, "Which resolutions were cited?") == "000_ebf57527fa8dd4ca.txt"
+
+
+def test_a_failed_delete_puts_the_file_back(tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = fake_engine(tmp_path, corpus_dir)
+    engine.sync()
+    victim = engine.settings.corpus_dir / "000_ebf57527fa8dd4ca.txt"
+    original = victim.read_bytes()
+
+    def fail(self: EmbeddedStore, sources: object) -> None:
+        raise sqlite3.OperationalError("database is locked (simulated)")
+
+    monkeypatch.setattr(EmbeddedStore, "delete", fail)
+    with pytest.raises(sqlite3.OperationalError):
+        engine.delete("000_ebf57527fa8dd4ca.txt")
+    monkeypatch.undo()
+    assert victim.read_bytes() == original
+    assert not [p for p in engine.settings.corpus_dir.iterdir() if p.name.startswith(".")]
+    assert "000_ebf57527fa8dd4ca.txt" in {d.source for d in engine.documents()}
+
+
+@pytest.mark.parametrize("name", ["000_ebf57527fa8dd4ca.txt/inner.txt", "folder.txt"])
+def test_names_the_corpus_folder_cannot_hold_are_refused(tmp_path: Path, corpus_dir: Path, name: str) -> None:
+    engine = fake_engine(tmp_path, corpus_dir)
+    engine.sync()
+    (engine.settings.corpus_dir / "folder.txt").mkdir()
+    (engine.settings.corpus_dir / "folder.txt" / "a.txt").write_text("Inside a folder.")
+    before = sorted(p.name for p in engine.settings.corpus_dir.rglob("*"))
+    with pytest.raises(InvalidRequest):
+        engine.add([(name, b"A note.")])
+    assert sorted(p.name for p in engine.settings.corpus_dir.rglob("*")) == before

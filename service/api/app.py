@@ -30,7 +30,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
         current = engine or build_engine(configured)
         if sync:
             current.sync()
-        current.index  # noqa: B018 - load now, so the first request does not pay for it
+        # Load now, so the first request does not pay for it.
+        current.embedder.warm_up()
+        current.index  # noqa: B018
         app.state.engine = current
         # Plain-def routes run on AnyIO's thread pool; its size bounds the work in flight.
         anyio.to_thread.current_default_thread_limiter().total_tokens = current.settings.worker_threads
@@ -47,7 +49,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
         version=__version__,
         description="Cited answers over your documents: every claim traceable to an exact quote.",
         lifespan=lifespan,
-        **({} if configured.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
+        docs_url="/docs" if configured.docs_enabled else None,
+        redoc_url="/redoc" if configured.docs_enabled else None,
+        openapi_url="/openapi.json" if configured.docs_enabled else None,
     )
     # Added last, runs first: a caller over its rate is refused before its body is read.
     app.add_middleware(BodyLimit, limit=configured.max_upload_bytes)

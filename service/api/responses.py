@@ -23,16 +23,19 @@ class ValidationErrorBody(BaseModel):
     detail: list[ValidationItem]
 
 
+Responses = dict[int | str, dict[str, Any]]
+
+
 def _error(description: str, model: type[BaseModel] = ErrorBody) -> dict[str, Any]:
     return {"model": model, "description": description}
 
 
-MALFORMED = {400: _error("The body cannot be parsed (not JSON, not UTF-8, broken multipart).")}
-UNAUTHORIZED = {401: _error("Missing or invalid API key (when FOOTNOTE_API_KEYS is set).")}
-RATE_LIMITED = {429: _error("Over the per-key request rate; `Retry-After` says when to retry.")}
-TOO_LARGE = {413: _error("Request body over FOOTNOTE_MAX_UPLOAD_BYTES.")}
-INVALID = {422: _error("The request names a problem: a bad field, value or file.", ValidationErrorBody)}
-UNAVAILABLE = {503: _error("The index is not loaded or not readable.")}
-NOT_FOUND = {404: _error("No such document.")}
+MALFORMED: Responses = {400: _error("The body cannot be parsed (not JSON, not UTF-8, broken multipart).")}
+UNAUTHORIZED: Responses = {401: _error("Missing or invalid API key (when FOOTNOTE_API_KEYS is set).")}
+RATE_LIMITED: Responses = {429: _error("Over the per-key request rate; `Retry-After` says when to retry.")}
+TOO_LARGE: Responses = {413: _error("Request body over FOOTNOTE_MAX_UPLOAD_BYTES.")}
+INVALID: Responses = {422: _error("The request names a problem: a bad field, value or file.", ValidationErrorBody)}
+UNAVAILABLE: Responses = {503: _error("The index is not loaded or not readable.")}
+NOT_FOUND: Responses = {404: _error("No such document.")}
 # What any route behind the key check can answer besides its own responses.
-PROTECTED: dict[int | str, dict[str, Any]] = {**MALFORMED, **UNAUTHORIZED, **RATE_LIMITED, **INVALID, **UNAVAILABLE}
+PROTECTED: Responses = {**MALFORMED, **UNAUTHORIZED, **RATE_LIMITED, **INVALID, **UNAVAILABLE}

@@ -10,7 +10,7 @@ import re
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
@@ -174,7 +174,7 @@ def build_slack_app(engine: Engine, feedback: FeedbackStore, settings: Settings)
     @app.action(re.compile(r"^feedback_(up|down)$"))
     def on_vote(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         ack()
-        vote = "up" if action["action_id"] == "feedback_up" else "down"
+        vote: Literal["up", "down"] = "up" if action["action_id"] == "feedback_up" else "down"
         try:
             feedback.vote(action["value"], body["user"]["id"], vote)
             text = "Thanks, your :thumbsup: is recorded." if vote == "up" else (
