@@ -227,11 +227,12 @@ def main() -> None:
             print(" | ".join(rows[-1]), flush=True)
             if n == 0 and args.ingest_during:
                 rng = random.Random(5)
-                documents = ["\n\n".join(rng.sample(texts, TEXTS_PER_DOCUMENT)) for _ in range(args.ingest_during)]
+                documents = rng.sample(texts, args.ingest_during)  # one abstract or paragraph each
                 quiet, busy, rate = during_ingest(server, questions, documents)
-                extra.append(f"- During an upload of {args.ingest_during:,} documents (50 a request) into the "
+                extra.append(f"- During an upload of {args.ingest_during:,} documents (one abstract or paragraph each, "
+                             f"50 a request, embedded with the real model) into the "
                              f"{chunks:,}-chunk index: `/ask` p99 {busy:.0f} ms against {quiet:.0f} ms quiet "
-                             f"({busy / quiet:.1f}x); {rate:.0f} documents/s ingested meanwhile.")
+                             f"({busy / quiet:.1f}x); {rate:.1f} documents/s ingested meanwhile.")
                 print(extra[-1], flush=True)
         finally:
             server.stop()

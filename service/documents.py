@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -86,13 +87,18 @@ def discover(paths: Iterable[Path]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for root in paths:
         if root.is_dir():
-            entries = [
-                (p.relative_to(root).as_posix(), p)
-                for p in sorted(root.rglob("*"))
-                if p.is_file()
-                and p.suffix.lower() in SUPPORTED_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(root).parts)
-            ]
+            entries = []
+            # os.walk, not Path.rglob: a corpus of 100,000 files is listed in a fraction of the time.
+            for folder, dirs, names in os.walk(root):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                prefix = os.path.relpath(folder, root).replace(os.sep, "/")
+                for name in sorted(names):
+                    if name.startswith(".") or os.path.splitext(name)[1].lower() not in SUPPORTED_SUFFIXES:
+                        continue
+                    path = Path(folder, name)
+                    if path.is_file():
+                        entries.append((name if prefix == "." else f"{prefix}/{name}", path))
+            entries.sort()
         elif root.is_file():
             entries = [(root.name, root)]
         else:

@@ -139,9 +139,10 @@ class DocumentWriter:
                 (report.updated if old else report.added).append(source)
                 changed.append(doc)
             report.removed = sorted(set(known) - set(files))
-            self._write(changed, report, progress, stamps)
-            if report.removed:
-                self.store.delete(report.removed)
+            with self.store.bulk():
+                self._write(changed, report, progress, stamps)
+                if report.removed:
+                    self.store.delete(report.removed)
             self.store.checkpoint(force=report.changed)
         return self._finish(report, began)
 
@@ -504,10 +505,9 @@ def build_engine(
     """An engine with the configured parts; nothing is loaded until first use or ``load``.
     ``embedder``, ``reranker`` and ``store`` replace the configured ones (tests share one loaded
     model; benchmarks use a fake)."""
-    # Documents are embedded by an instance of their own (its own session and lock), so a long
-    # ingest never holds the model a question is waiting for; a given embedder serves both.
-    ingest_model = embedder or build_embedder(settings)
     embedder = embedder or build_embedder(settings)
+    # On ONNX, documents are encoded beside questions rather than between them (see ``twin``).
+    ingest_model = embedder.twin() if isinstance(embedder, OnnxEmbedder) else embedder
     if reranker is None and settings.reranker:
         reranker = CrossEncoderReranker(settings.reranker, settings.device)
     analyzer = Analyzer()

@@ -54,18 +54,19 @@ def migrate_legacy(directory: Path, store: Store, progress: Progress | None = No
     store.create(config)
     matrix = vectors.reconstruct_n(0, vectors.ntotal) if vectors.ntotal else np.zeros((0, config.dimension), np.float32)
     batch: list[PreparedDocument] = []
-    for done, doc in enumerate(documents, start=1):
-        chunks = [Chunk(c["id"], doc.source, c["start"], c["end"], doc.text[c["start"] : c["end"]])
-                  for c in chunks_of.get(doc.source, [])]
-        rows = sentences_of.get(doc.source, [])
-        sentences = [s for _, s in rows]
-        batch.append(PreparedDocument(doc, chunks, sentences, holders(chunks, sentences),
-                                      matrix[[r for r, _ in rows]] if rows else matrix[:0]))
-        if len(batch) == BATCH or done == len(documents):
-            store.upsert(batch)
-            batch = []
-        if progress:
-            progress(done, len(documents))
+    with store.bulk():
+        for done, doc in enumerate(documents, start=1):
+            chunks = [Chunk(c["id"], doc.source, c["start"], c["end"], doc.text[c["start"] : c["end"]])
+                      for c in chunks_of.get(doc.source, [])]
+            rows = sentences_of.get(doc.source, [])
+            sentences = [s for _, s in rows]
+            batch.append(PreparedDocument(doc, chunks, sentences, holders(chunks, sentences),
+                                          matrix[[r for r, _ in rows]] if rows else matrix[:0]))
+            if len(batch) == BATCH or done == len(documents):
+                store.upsert(batch)
+                batch = []
+            if progress:
+                progress(done, len(documents))
     store.checkpoint(force=True)
     # The new store is committed: the old files go, manifest first (it is what names the others).
     manifest_path.unlink()

@@ -98,6 +98,13 @@ def ensure_export(name: str, directory: Path, quantize: bool) -> Path:
     return folder
 
 
+def _tokenizer(tokenizer_class: Any, folder: Path, config: dict[str, Any]) -> Any:
+    tokenizer = tokenizer_class.from_file(str(folder / "tokenizer.json"))
+    tokenizer.enable_truncation(config["max_tokens"])
+    tokenizer.enable_padding(pad_id=config["pad_id"], pad_token=config["pad_token"])
+    return tokenizer
+
+
 class OnnxEmbedder(SortedBatches):
     """Same vectors as ``SentenceTransformerEmbedder`` (fp32: within 1e-6; int8: close, but a
     different model as far as the index is concerned, so it carries its own name)."""
@@ -111,11 +118,28 @@ class OnnxEmbedder(SortedBatches):
         self._session: Any = None
         self._tokenizer: Any = None
         self._config: dict[str, Any] = {}
+        self._folder: Path | None = None
+        self._twin_of: OnnxEmbedder | None = None
+
+    def twin(self) -> OnnxEmbedder:
+        """Another embedder over the same ONNX session (its runs are thread-safe) with a tokenizer
+        and a lock of its own: documents and questions are encoded side by side, so an ingest never
+        holds what a question waits for, and the model is in memory once."""
+        twin = OnnxEmbedder(self.source, self.directory, self.quantize, self.batch_size)
+        twin._twin_of = self
+        return twin
 
     def _load(self) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        if self._twin_of is not None:
+            self._twin_of.warm_up()
+            origin = self._twin_of
+            assert origin._folder is not None
+            self._config, self._session, self._folder = origin._config, origin._session, origin._folder
+            self._tokenizer = _tokenizer(Tokenizer, origin._folder, origin._config)
+            return
         try:
             folder = ensure_export(self.source, self.directory, self.quantize)
         except FootnoteError:
@@ -126,10 +150,7 @@ class OnnxEmbedder(SortedBatches):
                 "set FOOTNOTE_EMBEDDING_BACKEND=torch"
             ) from exc
         config = json.loads((folder / CONFIG).read_text())
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        tokenizer.enable_truncation(config["max_tokens"])
-        tokenizer.enable_padding(pad_id=config["pad_id"], pad_token=config["pad_token"])
-        self._config, self._tokenizer = config, tokenizer
+        self._config, self._tokenizer, self._folder = config, _tokenizer(Tokenizer, folder, config), folder
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle threads sleep instead of spinning: spinning took the cores from the FAISS and

@@ -71,7 +71,7 @@ class SearchIndex:
     """The index as one question sees it: the store at one version, with memos of the per-term
     and per-document look-ups that answering repeats. Everything it reads is looked up by key
     (a term, a chunk, a document), so nothing here grows with the corpus. A write makes a new
-    view; a lost race fills a memo twice, with the same value, so threads share it unlocked."""
+    view, with empty memos."""
 
     def __init__(self, store: Store, analyzer: Analyzer, version: int) -> None:
         self.store = store

@@ -169,6 +169,9 @@ class Store(Protocol):
 
     def delete(self, sources: Collection[str]) -> None: ...
 
+    def bulk(self) -> contextlib.AbstractContextManager[None]:
+        """Many writes in a row: maintenance waits for the caller's checkpoint at the end."""
+
     def checkpoint(self, force: bool = False) -> bool:
         """Fold recent writes into the bulk structures when they have grown (or ``force``)."""
 
