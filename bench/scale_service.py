@@ -205,11 +205,14 @@ def main() -> None:
             build_s, chunks = build(corpus, index, model_cache)
             print(f"{size}: built {chunks} chunks in {docs} documents in {build_s:.0f} s "
                   f"({chunks / build_s:.0f} chunks/s)", flush=True)
-            extra.append(f"- {chunks:,} chunks: bulk build (`footnote index`, hash embedder) {build_s:.0f} s, "
-                         f"{chunks / build_s:,.0f} chunks/s.")
+            (folder / "build.txt").write_text(
+                f"- {chunks:,} chunks: bulk build (`footnote index`, hash embedder) {build_s:.0f} s, "
+                f"{chunks / build_s:,.0f} chunks/s.")
         else:
             chunks = build_engine(Settings(corpus_dir=corpus, index_dir=index, model_cache_dir=model_cache),
                                   embedder=HashEmbedder(MODEL, DIM)).store.counts().chunks
+        if (folder / "build.txt").exists():  # kept from the run that built it
+            extra.append((folder / "build.txt").read_text())
         server = Server(corpus, index, model_cache, free_port())
         try:
             startup = server.wait_healthy()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import json
 import logging
 import os
@@ -134,8 +133,9 @@ class _Search:
 
     def __init__(self, dimension: int, checkpoint: Checkpoint, base: dict[str, Any]) -> None:
         self.checkpoint = checkpoint
-        self.vectors: list[faiss.Index] = [base["vectors"]]
-        self.delta_vectors: list[tuple[np.ndarray, np.ndarray]] = []
+        # The checkpoint's index, then flat ones (IndexIDMap2) for the sentences written since.
+        self.vectors: list[Any] = [base["vectors"]]
+        self.pending = 0  # sentences read back since the checkpoint
         self.dimension = dimension
         self.chunk_segments: list[Segment] = [base["chunk_segment"]]
         self.doc_segments: list[Segment] = [base["doc_segment"]]
@@ -177,8 +177,8 @@ class _Search:
             self._grow("sentence", sentences[-1][0] + 1)
             ids = np.array([s[0] for s in sentences], np.int64)
             matrix = np.frombuffer(b"".join(s[1] for s in sentences), np.float32).reshape(len(ids), self.dimension)
-            self.delta_vectors.append((ids, matrix))
             self.vectors.append(flat_index(ids, matrix))
+            self.pending += len(ids)
             self.sent_live.data[ids] = True
             self.marks["sentence"] = int(ids[-1])
             self._packed_live = None
@@ -207,13 +207,12 @@ class _Search:
     def _merge_deltas(self) -> None:
         self.chunk_segments = [self.chunk_segments[0], Segment.merge(self.chunk_segments[1:], self.chunk_live.data)]
         self.doc_segments = [self.doc_segments[0], Segment.merge(self.doc_segments[1:], self.doc_live.data)]
-        if not self.delta_vectors:
+        if len(self.vectors) < 3:
             return
-        ids = np.concatenate([d[0] for d in self.delta_vectors])
-        matrix = np.concatenate([d[1] for d in self.delta_vectors])
+        parts = [(faiss.vector_to_array(v.id_map), v.index.reconstruct_n(0, v.ntotal)) for v in self.vectors[1:]]
+        ids = np.concatenate([p[0] for p in parts])
         keep = self.sent_live.data[ids]
-        self.delta_vectors = [(ids[keep], matrix[keep])]
-        self.vectors = [self.vectors[0], flat_index(ids[keep], matrix[keep])]
+        self.vectors = [self.vectors[0], flat_index(ids[keep], np.concatenate([p[1] for p in parts])[keep])]
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -229,7 +228,7 @@ class _Search:
         return self._packed_live
 
     def delta_size(self) -> int:
-        return sum(len(d[0]) for d in self.delta_vectors)
+        return self.pending
 
 
 @dataclass(frozen=True)
@@ -403,7 +402,8 @@ class EmbeddedStore:
     def refresh(self) -> int:
         search = self._state()
         version = self.version()
-        if version == search.version or not self._refresh_lock.acquire(blocking=False):
+        # During a bulk write, and while another thread catches up, questions use what is loaded.
+        if version == search.version or self._bulk or not self._refresh_lock.acquire(blocking=False):
             return search.version  # up to date, or another thread is catching up: use what is loaded
         try:
             with self._write_lock:
@@ -492,12 +492,11 @@ class EmbeddedStore:
         if not (force or self._checkpoint_due(search)):
             return False
         with self._checkpoint_lock() as locked:
-            if not locked:
-                return False  # another process is writing one
-            self._replace_checkpoint(search.checkpoint.generation, progress)
+            if locked:
+                self._replace_checkpoint(search.checkpoint.generation, progress)
             with self._write_lock:
-                self._catch_up(self._state())
-        return True
+                self._catch_up(self._state())  # the new checkpoint, or another process's rows
+        return locked
 
     def _replace_checkpoint(self, previous: int, progress: Callable[[int, int], None] | None = None) -> Checkpoint:
         checkpoint = self._write_base(previous, progress)
@@ -564,17 +563,24 @@ class EmbeddedStore:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _write_base(self, previous: int, progress: Callable[[int, int], None] | None) -> Checkpoint:
-        """Build the structures from one snapshot of the tables into ``base-<n>/``."""
+        """Build the structures from one snapshot of the tables into ``base-<n>/``. Each file is
+        written as soon as it is made, so the peak is about one structure (the FAISS index)."""
         generation = previous + 1
         folder = self.directory / f"base-{generation}"
         shutil.rmtree(folder, ignore_errors=True)
         tmp = self.directory / f".base-{generation}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        files: dict[str, dict[str, Any]] = {}
+
+        def save(name: str, array: np.ndarray) -> None:
+            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+            files[f"{name}.npy"] = _written(tmp / f"{name}.npy")
+
         with self._read() as db:
             next_ids = json.loads(db.execute("SELECT value FROM meta WHERE key='next_ids'").fetchone()[0])
             tomb_seq = db.execute("SELECT coalesce(max(seq), 0) FROM tombstones").fetchone()[0]
-            arrays: dict[str, np.ndarray] = {}
+            chunks = 0
             for field_name, table, size in (("doc", "documents", next_ids["document"]), ("chunk", "chunks", next_ids["chunk"])):
                 lengths = np.zeros(size, np.float32)
                 live = np.zeros(size, bool)
@@ -590,27 +596,29 @@ class EmbeddedStore:
                         owner[ids] = [r[3] for r in rows]
                     segments.append(Segment.build(ids, [unpack_bag(r[2]) for r in rows]))
                 merged = Segment.merge(segments, live) if len(segments) != 1 else segments[0]
-                arrays.update({
-                    f"{field_name}_terms": merged.terms, f"{field_name}_offsets": merged.offsets,
-                    f"{field_name}_items": merged.items, f"{field_name}_tfs": merged.tfs,
-                    f"{field_name}_lengths": lengths, f"{field_name}_live": live,
-                })
+                del segments
+                for part in ("terms", "offsets", "items", "tfs"):
+                    save(f"{field_name}_{part}", getattr(merged, part))
+                del merged
+                save(f"{field_name}_lengths", lengths)
+                save(f"{field_name}_live", live)
                 if extra:
-                    arrays["chunk_doc"] = owner
+                    save("chunk_doc", owner)
+                    chunks = int(np.count_nonzero(live))
             total = db.execute("SELECT count(*) FROM sentences").fetchone()[0]
             kind = self.spec.kind_for(total)
             sample = np.zeros((0, self.config.dimension), np.float32)
             if kind == "ivf":
-                every = [r[0] for r in db.execute("SELECT id FROM sentences").fetchall()]
-                chosen = np.sort(np.random.default_rng(0).choice(len(every), training_size(total), replace=False))
-                picked = [every[i] for i in chosen]
-                blobs = []
-                for i in range(0, len(picked), 500):
-                    part = picked[i : i + 500]
-                    blobs += [r[0] for r in db.execute(
-                        f"SELECT vector FROM sentences WHERE id IN ({','.join('?' * len(part))}) ORDER BY id", part)]
+                # A random sample of the rows, read in id order (never every vector at once).
+                chosen = np.sort(np.random.default_rng(0).choice(next_ids["sentence"], training_size(total), replace=False))
+                blobs: list[bytes] = []
+                for i in range(0, len(chosen), 500):
+                    part = chosen[i : i + 500].tolist()
+                    blobs += [r[0] for r in db.execute(f"SELECT vector FROM sentences WHERE id IN ({_marks(part)})", part)]
                 sample = np.frombuffer(b"".join(blobs), np.float32).reshape(-1, self.config.dimension)
+                del blobs
             index = empty_index(kind, self.config.dimension, self.spec, total, sample)
+            del sample
             sent_live = np.zeros(next_ids["sentence"], bool)
             cursor = db.execute("SELECT id, vector FROM sentences ORDER BY id")
             done = 0
@@ -621,18 +629,14 @@ class EmbeddedStore:
                 done += len(rows)
                 if progress:
                     progress(done, total)
-            arrays["sent_live"] = sent_live
-        files: dict[str, dict[str, Any]] = {}
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.save(buffer, array, allow_pickle=False)
-            files[f"{name}.npy"] = _write_file(tmp / f"{name}.npy", buffer.getvalue())
-        files["vectors.faiss"] = _write_file(tmp / "vectors.faiss", faiss.serialize_index(index).tobytes())
+            save("sent_live", sent_live)
+        faiss.write_index(index, str(tmp / "vectors.faiss"))
+        files["vectors.faiss"] = _written(tmp / "vectors.faiss")
         fsync_dir(tmp)
         tmp.rename(folder)
         fsync_dir(self.directory)
         marks = {"document": next_ids["document"] - 1, "chunk": next_ids["chunk"] - 1, "sentence": next_ids["sentence"] - 1}
-        log.info("checkpoint %d: %d vectors (%s), %d chunks", generation, total, kind_of(index), int(arrays["chunk_live"].sum()))
+        log.info("checkpoint %d: %d vectors (%s), %d chunks", generation, total, kind_of(index), chunks)
         return Checkpoint(generation, files, marks, int(tomb_seq), int(total))
 
     def _remove_bases(self, keep: int | None) -> None:
@@ -881,6 +885,8 @@ class EmbeddedStore:
         self._after_write()
 
     def _after_write(self) -> None:
+        if self._bulk:  # read back at the checkpoint that ends the bulk write, not row by row
+            return
         with self._write_lock:
             self._catch_up(self._state())
         self._checkpoint_in_background()
@@ -891,7 +897,8 @@ class EmbeddedStore:
             found = db.execute(f"SELECT id, text, chunk_lo, chunk_hi, sent_lo, sent_hi FROM documents "
                                f"WHERE source IN ({_marks(part)})", part).fetchall()
             for doc_id, text, chunk_lo, chunk_hi, sent_lo, sent_hi in found:
-                spans = db.execute('SELECT start, "end" FROM chunks WHERE doc_id = ?', (doc_id,)).fetchall()
+                spans = db.execute('SELECT start, "end" FROM chunks WHERE id >= ? AND id < ?',
+                                   (chunk_lo, chunk_hi)).fetchall()
                 stems: Counter[str] = Counter()
                 for start, end in spans:
                     stems.update(set(self.analyzer.terms(text[start:end])))
@@ -943,24 +950,28 @@ def top_k(scores: np.ndarray, k: int) -> Scored:
     return Scored(top.astype(np.int64), scores[top].astype(np.float32))
 
 
-def _write_file(path: Path, data: bytes) -> dict[str, Any]:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
+def _written(path: Path) -> dict[str, Any]:
+    """Fsync a file just written and describe it for its checkpoint: size and CRC-32."""
+    with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
-    return {"crc32": zlib.crc32(data), "bytes": len(data)}
+    return {"crc32": _crc32(path), "bytes": path.stat().st_size}
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def _verify(path: Path, entry: dict[str, Any]) -> None:
     """A checkpoint file is whole: its size and CRC-32 as written. (CRC-32 catches every burst of
     damage up to 32 bits and runs at memory speed; these files guard against damage, not attack.)"""
-    crc = 0
     try:
         if path.stat().st_size != entry["bytes"]:
             raise IndexCorrupt(f"{path.parent.name}/{path.name} has the wrong size")
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 24):
-                crc = zlib.crc32(block, crc)
+        crc = _crc32(path)
     except OSError as exc:
         raise IndexCorrupt(f"{path.parent.name}/{path.name} is missing or unreadable") from exc
     if crc != entry.get("crc32"):
