@@ -257,6 +257,7 @@ class EmbeddedStore:
         self.k1, self.b = k1, b
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._refresh_lock = threading.Lock()
         self._search: _Search | None = None
@@ -284,7 +285,7 @@ class EmbeddedStore:
             except sqlite3.DatabaseError as exc:
                 raise IndexCorrupt(f"{self.path} is not a readable index ({exc})") from exc
             self._local.conn = conn
-            with self._write_lock:
+            with self._connections_lock:
                 self._connections.append(conn)
         return conn
 
@@ -362,18 +363,32 @@ class EmbeddedStore:
         with self._write_lock:
             meta = self._meta()
             self._config = IndexConfig(**json.loads(meta["config"]))
-            checkpoint, base = self._load_current(Checkpoint(**json.loads(meta["checkpoint"])), repair=True)
+            # SQLite's structural check runs beside the checkpoint's load (both mostly outside
+            # the interpreter lock): at a million chunks, each takes about ten seconds.
+            problems: list[str] = []
+            checker = threading.Thread(target=lambda: problems.append(self._quick_check()), name="quick-check")
+            checker.start()
+            try:
+                checkpoint, base = self._load_current(Checkpoint(**json.loads(meta["checkpoint"])), repair=True)
+            finally:
+                checker.join()
+            if problems != ["ok"]:
+                raise IndexCorrupt(f"{self.path} is damaged ({problems[0] if problems else 'unchecked'})")
             search = _Search(self._config.dimension, checkpoint, base)
             self._search = search
             self._catch_up(search)
             return self._config
 
+    def _quick_check(self) -> str:
+        """The b-trees' structure, without reading every row's content: damage SQLite can see."""
+        try:
+            with self._read() as db:
+                return str(db.execute("PRAGMA quick_check(1)").fetchone()[0])
+        except IndexCorrupt as exc:
+            return str(exc)
+
     def _meta(self) -> dict[str, str]:
         with self._read() as db:
-            # The b-trees' structure, without reading every row's content: damage SQLite can see.
-            problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if problem != "ok":
-                raise IndexCorrupt(f"{self.path} is damaged ({problem})")
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         if meta.get("format") != FORMAT:
             raise IndexCorrupt(f"{self.path} is not a Footnote index")
