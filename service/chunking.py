@@ -36,6 +36,10 @@ class Chunk:
     end: int
     text: str
 
+    def span(self, start: int, end: int) -> str:
+        """The document's text[start:end], for a span inside this chunk."""
+        return self.text[start - self.start : end - self.start]
+
 
 @dataclass(frozen=True)
 class Sentence:

@@ -805,9 +805,9 @@ class EmbeddedStore:
         s = self._state()
         chunk_field, doc_field = s.chunk_field(), s.doc_field()
         scores = chunk_field.scores(terms, self.k1, self.b)
-        # Every chunk id below the size has its document's id below the documents' size.
+        # Every chunk id below the size has its document's id below the documents' size. A dead
+        # chunk's document is dead too (a replaced document gets new ids), so it scores 0 here.
         scores += doc_field.scores(terms, self.k1, self.b)[s.chunk_doc.data[: len(scores)]]
-        scores[~chunk_field.live[: len(scores)]] = 0.0
         if admitted is not None:
             detail: _Filter = admitted.detail  # type: ignore[assignment]
             mask = detail.chunk_mask

@@ -101,8 +101,7 @@ class ExtractiveAnswerer:
         if not seen:
             return []
         rows = list(seen)
-        texts = [seen[r][1].chunk.text[sentences[r].start - seen[r][1].chunk.start : sentences[r].end - seen[r][1].chunk.start]
-                 for r in rows]
+        texts = [seen[r][1].chunk.span(sentences[r].start, sentences[r].end) for r in rows]
         dense = index.sentence_vectors(rows) @ query.astype(np.float32)
 
         q_terms = set(self.analyzer.terms(question))

@@ -178,7 +178,7 @@ class Grounder:
             start, end = min(s for s, _ in spans[n]), max(e for _, e in spans[n])
             citations.append(Citation(
                 id=n, source=chunk.source, title=doc.title, date=doc.date,
-                quote=chunk.text[start - chunk.start : end - chunk.start],
+                quote=chunk.span(start, end),
                 start=start, end=end, page=doc.page_at(start),
             ))
         return Checked(text, citations, unsupported, dropped)
@@ -193,7 +193,7 @@ class Grounder:
         total = sum(weights.values()) or 1.0
         best = (hit.chunk.start, hit.chunk.end, -1.0)
         for s, cos in zip(sentences, dense):
-            words = index.sentence_terms(hit.chunk.text[s.start - hit.chunk.start : s.end - hit.chunk.start])
+            words = index.sentence_terms(hit.chunk.span(s.start, s.end))
             lexical = sum(w for t, w in weights.items() if not kin[t].isdisjoint(words)) / total
             score = _W_DENSE * float(cos) + _W_LEXICAL * lexical
             if score > best[2]:
