@@ -160,12 +160,18 @@ def serve(
 
     settings = _settings()
     engine = build_engine(settings)
-    report = engine.sync(progress=_progress_bar())
-    typer.echo(f"index ready: {report.summary()}", err=True)
+    _start(engine)
     uvicorn.run(
         create_app(engine=engine), host=host or settings.host, port=port or settings.port,
         log_level=settings.log_level.lower(), log_config=None,  # our handler, which redacts secrets
     )
+
+
+def _start(engine: Engine) -> None:
+    report = engine.start(progress=_progress_bar())
+    counts = engine.store.counts()
+    summary = report.summary() if report else f"{counts.documents} documents, {counts.chunks} chunks in the database"
+    typer.echo(f"index ready: {summary}", err=True)
 
 
 @app.command()
@@ -182,8 +188,7 @@ def slack() -> None:
     from .slack.bot import build_slack_app
 
     engine = build_engine(settings)
-    report = engine.sync(progress=_progress_bar())
-    typer.echo(f"index ready: {report.summary()}", err=True)
+    _start(engine)
     bolt = build_slack_app(engine, engine.feedback, settings)
     typer.echo("connecting to Slack over Socket Mode", err=True)
     SocketModeHandler(bolt, settings.slack_app_token.get_secret_value()).start()

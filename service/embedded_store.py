@@ -48,11 +48,13 @@ from .store import (
     Admitted,
     Counts,
     DocumentInfo,
+    DocumentRows,
     FileStamp,
     IndexConfig,
     PreparedDocument,
     Scored,
     StoredSentence,
+    chunk_stems,
     fsync_dir,
 )
 from .text import Analyzer
@@ -247,6 +249,8 @@ def _ranges(lo: np.ndarray, hi: np.ndarray, size: int) -> np.ndarray:
 
 
 class EmbeddedStore:
+    shared = False
+
     def __init__(self, directory: Path, analyzer: Analyzer, vectors: VectorIndexSpec | None = None,
                  k1: float = 1.2, b: float = 0.75, checkpoint_floor: int = 20_000) -> None:
         self.directory = directory
@@ -914,9 +918,7 @@ class EmbeddedStore:
             for doc_id, text, chunk_lo, chunk_hi, sent_lo, sent_hi in found:
                 spans = db.execute('SELECT start, "end" FROM chunks WHERE id >= ? AND id < ?',
                                    (chunk_lo, chunk_hi)).fetchall()
-                stems: Counter[str] = Counter()
-                for start, end in spans:
-                    stems.update(set(self.analyzer.terms(text[start:end])))
+                stems = chunk_stems(self.analyzer, text, spans)
                 db.executemany("UPDATE stems SET df = df - ? WHERE term = ?", [(n, t) for t, n in stems.items()])
                 db.execute("DELETE FROM sentences WHERE id >= ? AND id < ?", (sent_lo, sent_hi))
                 db.execute("DELETE FROM chunks WHERE id >= ? AND id < ?", (chunk_lo, chunk_hi))
@@ -926,26 +928,15 @@ class EmbeddedStore:
 
     def _rows(self, prepared: PreparedDocument, dimension: int) -> tuple[tuple, list[tuple], list[tuple], Counter[str]]:
         """A document's rows, computed before the transaction so it stays short."""
-        doc = prepared.document
-        ids, tfs, length = self.tokenizer.bag(doc.text)
-        stamp = prepared.stamp
+        rows = DocumentRows.of(prepared, self.tokenizer, self.analyzer, dimension)
+        doc, stamp = prepared.document, prepared.stamp
         doc_row = (doc.source, doc.sha256, doc.title, doc.date, doc.body_start, json.dumps(doc.metadata),
-                   json.dumps(list(doc.pages)), doc.text, length, pack_bag(ids, tfs),
+                   json.dumps(list(doc.pages)), doc.text, rows.length, pack_bag(rows.terms, rows.tfs),
                    stamp.size if stamp else None, stamp.mtime_ns if stamp else None)
-        members: list[list[int]] = [[] for _ in prepared.chunks]
-        for i, (first, last) in enumerate(prepared.holders):
-            for c in range(first, last + 1):
-                members[c].append(i)
-        stems: Counter[str] = Counter()
-        chunk_rows = []
-        for chunk, held in zip(prepared.chunks, members):
-            ids, tfs, length = self.tokenizer.bag(chunk.text)
-            chunk_rows.append((chunk.start, chunk.end, length, pack_bag(ids, tfs), held))
-            stems.update(set(self.analyzer.terms(chunk.text)))
-        vectors = np.ascontiguousarray(prepared.vectors, dtype=np.float32).reshape(len(prepared.sentences), dimension)
-        sentence_rows = [(s.start, s.end, first, last, vectors[i].tobytes())
+        chunk_rows = [(c.start, c.end, c.length, pack_bag(c.terms, c.tfs), c.sentences) for c in rows.chunks]
+        sentence_rows = [(s.start, s.end, first, last, rows.vectors[i].tobytes())
                          for i, (s, (first, last)) in enumerate(zip(prepared.sentences, prepared.holders))]
-        return doc_row, chunk_rows, sentence_rows, stems
+        return doc_row, chunk_rows, sentence_rows, rows.stems
 
 
 def top_k(scores: np.ndarray, k: int) -> Scored:

@@ -17,6 +17,7 @@ import numpy as np
 from .answering.extractive import NOT_COVERED, ExtractiveAnswerer
 from .answering.generative import GenerativeAnswerer, LLMError, build_chat_model
 from .answering.grounding import Grounder, cleaned_stream
+from .database import Database
 from .documents import Document, discover, load_bytes, read_document, safe_name
 from .embedded_store import EmbeddedStore
 from .embedding import Embedder, QueryBatcher, SentenceTransformerEmbedder
@@ -30,11 +31,12 @@ from .errors import (
     IndexStateError,
     InvalidRequest,
 )
-from .feedback import FeedbackStore
+from .feedback import FeedbackStore, PostgresFeedback, PostgresSeenKeys, SeenKeys, SqliteFeedback, SqliteSeenKeys
 from .indexing import IndexReport, Progress, check_config, index_config, prepare
 from .migration import migrate_legacy
 from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Mode, Passage, Turn
 from .onnx_embedding import OnnxEmbedder
+from .postgres_store import PostgresStore
 from .prompts import load_prompts
 from .reranking import CrossEncoderReranker, Reranker
 from .retrieval import Hit, HybridRetriever, SearchIndex
@@ -70,7 +72,7 @@ class LiveIndex:
         """Open the index as built (upgrading an older format in place); refuse one built with
         other settings."""
         with self._lock:
-            if not self.store.exists() and migrate_legacy(self.directory, self.store, progress):
+            if not self.store.shared and not self.store.exists() and migrate_legacy(self.directory, self.store, progress):
                 log.info("index in %s upgraded to the current format", self.directory)
             found = self.store.open()
             check_config(found, self.config)
@@ -110,6 +112,8 @@ class DocumentWriter:
             except IndexMissing:
                 pass
             except (IndexMismatch, IndexCorrupt) as exc:
+                if self.store.shared:  # other servers answer from it: only an explicit --rebuild replaces it
+                    raise
                 log.warning("rebuilding the index: %s", exc)
                 report.rebuilt_because = str(exc)
         self.store.create(self.live.config)
@@ -117,7 +121,8 @@ class DocumentWriter:
 
     def sync(self, rebuild: bool = False, progress: Progress | None = None) -> IndexReport:
         """Make the index hold exactly the documents of the corpus folder. Files whose size and
-        modification time are as indexed are not read again."""
+        modification time are as indexed are not read again. In a shared database, documents
+        uploaded through the API (to any server) are not in this folder and are kept."""
         began = time.perf_counter()
         report = IndexReport()
         with self._lock:
@@ -138,7 +143,7 @@ class DocumentWriter:
                     continue
                 (report.updated if old else report.added).append(source)
                 changed.append(doc)
-            report.removed = sorted(set(known) - set(files))
+            report.removed = sorted(s for s in set(known) - set(files) if not self.store.shared or known[s][1])
             with self.store.bulk():
                 self._write(changed, report, progress, stamps)
                 if report.removed:
@@ -201,8 +206,10 @@ class DocumentWriter:
                     (report.updated if name in known else report.added).append(name)
                     fresh.append(doc)
             # The files are staged beside their place and moved in once the index has them, so a
-            # failed write leaves the corpus folder as it was.
-            staged = {doc.source: _stage(paths[doc.source], documents[doc.source][0]) for doc in fresh}
+            # failed write leaves the corpus folder as it was. A shared database keeps the text
+            # itself: this host's folder is not where other servers would look for it.
+            kept = [] if self.store.shared else fresh
+            staged = {doc.source: _stage(paths[doc.source], documents[doc.source][0]) for doc in kept}
             try:
                 self._write(fresh, report, progress)
             except BaseException:
@@ -399,13 +406,14 @@ class Engine:
     """What every face calls. Built by ``build_engine``."""
 
     def __init__(self, settings: Settings, embedder: Embedder, live: LiveIndex, writer: DocumentWriter,
-                 asker: Asker, feedback: FeedbackStore) -> None:
+                 asker: Asker, feedback: FeedbackStore, seen: SeenKeys) -> None:
         self.settings = settings
         self.embedder = embedder
         self.live = live
         self.writer = writer
         self.asker = asker
         self.feedback = feedback
+        self.seen = seen
 
     @property
     def store(self) -> Store:
@@ -426,6 +434,18 @@ class Engine:
 
     def sync(self, rebuild: bool = False, progress: Progress | None = None) -> IndexReport:
         return self.writer.sync(rebuild, progress)
+
+    def start(self, progress: Progress | None = None) -> IndexReport | None:
+        """Ready the index for serving. The embedded store follows the corpus folder at every
+        start; a shared database is the truth (other servers' uploads live there, not in this
+        folder), so the folder only seeds it when it has no index yet."""
+        if self.store.shared:
+            try:
+                self.live.open()
+                return None
+            except IndexMissing:
+                pass
+        return self.sync(progress=progress)
 
     def add(self, files: Sequence[tuple[str, bytes]], progress: Progress | None = None) -> IndexReport:
         return self.writer.add(files, progress)
@@ -511,6 +531,10 @@ def build_engine(
     if reranker is None and settings.reranker:
         reranker = CrossEncoderReranker(settings.reranker, settings.device)
     analyzer = Analyzer()
+    database = (Database(settings.database_url.get_secret_value(), settings.database_pool_size,
+                         settings.database_timeout) if settings.database_url else None)
+    if store is None and database is not None:
+        store = PostgresStore(database, analyzer, settings.bm25_k1, settings.bm25_b, settings.hnsw_ef_search)
     store = store or EmbeddedStore(settings.index_dir, analyzer, settings.vector_spec(), settings.bm25_k1, settings.bm25_b,
                                    settings.checkpoint_min_vectors)
     config = index_config(embedder, settings.chunk_size, settings.chunk_overlap)
@@ -520,8 +544,14 @@ def build_engine(
     ingest = CachedEmbedder(ingest_model, settings.embedding_cache_dir) if settings.embedding_cache_dir else ingest_model
     writer = DocumentWriter(settings, live, ingest)
     asker = Asker(settings, live, embedder, analyzer, reranker, build_generator(settings))
-    feedback = FeedbackStore(settings.state_dir / "feedback.sqlite3")
-    return Engine(settings, embedder, live, writer, asker, feedback)
+    feedback: FeedbackStore
+    seen: SeenKeys
+    if database is not None:
+        feedback, seen = PostgresFeedback(database), PostgresSeenKeys(database)
+    else:
+        feedback = SqliteFeedback(settings.state_dir / "feedback.sqlite3")
+        seen = SqliteSeenKeys(settings.state_dir / "slack_events.sqlite3")
+    return Engine(settings, embedder, live, writer, asker, feedback, seen)
 
 
 def build_generator(settings: Settings) -> GenerativeAnswerer | None:

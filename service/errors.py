@@ -8,10 +8,11 @@ FootnoteError
  |    +-- InvalidDocument  a file of a known type that holds no usable text (422)
  |    +-- DocumentTooLarge over the upload size limit (413)
  +-- Unauthorized          a protected route without a valid API key (401)
- +-- IndexStateError       the index on disk is missing, locked, damaged or built differently
+ +-- IndexStateError       the index is missing, locked, damaged, built differently or unreachable
       +-- IndexMissing     nothing built yet
-      +-- IndexMismatch    built with other settings (model, chunker, format)
+      +-- IndexMismatch    built with other settings (model, chunker, format, schema)
       +-- IndexCorrupt     files do not match the manifest's checksums
+      +-- DatabaseUnavailable  the database store cannot be reached (503; it reconnects by itself)
 """
 
 from __future__ import annotations
@@ -68,3 +69,7 @@ class IndexCorrupt(IndexStateError):
 
     def __init__(self, problem: str) -> None:
         super().__init__(f"damaged index: {problem}; {self.REMEDY}")
+
+
+class DatabaseUnavailable(IndexStateError):
+    pass

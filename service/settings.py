@@ -6,6 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -107,6 +108,15 @@ class Settings(BaseSettings):
         "sentence for it not to be flagged unsupported.",
     )
     max_history_turns: int = Field(10, ge=0, le=50, description="Earlier turns a follow-up may carry.")
+    database_url: SecretStr | None = Field(
+        None, description="postgresql://user:password@host:5432/db: keep the index, feedback votes and Slack event "
+        "ids in PostgreSQL with pgvector, shared by every server pointing at it. Unset: the embedded store in "
+        "index_dir (one host).",
+    )
+    database_pool_size: int = Field(10, ge=1, le=200, description="Connections each server keeps to the database, at most.")
+    database_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds to connect, or to wait for a free connection, before a request gets 503.",
+    )
     state_dir: Path = Field(
         Path("state"), description="Local state besides the index: feedback votes, Slack events already answered."
     )
@@ -153,8 +163,10 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor."""
-        values = [self.llm_api_key, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token]
-        return self.keys() + [v.get_secret_value() for v in values if v]
+        values = [self.llm_api_key, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
+                  self.database_url]
+        password = urlsplit(self.database_url.get_secret_value()).password if self.database_url else None
+        return self.keys() + [v.get_secret_value() for v in values if v] + ([password] if password else [])
 
     def keys(self) -> list[str]:
         raw = self.api_keys.get_secret_value() if self.api_keys else ""

@@ -11,6 +11,7 @@ import contextlib
 import os
 import tempfile
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ import numpy as np
 
 from .chunking import Chunk, Sentence
 from .documents import Document
+from .keywords import Tokenizer
+from .text import Analyzer
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,54 @@ class PreparedDocument:
 
 
 @dataclass(frozen=True)
+class ChunkRow:
+    start: int
+    end: int
+    length: int  # BM25 tokens
+    terms: np.ndarray  # term ids (int64)
+    tfs: np.ndarray  # their frequencies (float32)
+    sentences: list[int]  # positions in the document's sentences
+
+
+@dataclass(frozen=True)
+class DocumentRows:
+    """What a store writes for one document, computed before its transaction so that stays short."""
+
+    prepared: PreparedDocument
+    length: int
+    terms: np.ndarray
+    tfs: np.ndarray
+    chunks: list[ChunkRow]
+    vectors: np.ndarray  # float32, one row per sentence
+    stems: Counter[str]  # each analyzer stem once per chunk holding it
+
+    @staticmethod
+    def of(prepared: PreparedDocument, tokenizer: Tokenizer, analyzer: Analyzer, dimension: int) -> DocumentRows:
+        doc = prepared.document
+        terms, tfs, length = tokenizer.bag(doc.text)
+        members: list[list[int]] = [[] for _ in prepared.chunks]
+        for i, (first, last) in enumerate(prepared.holders):
+            for c in range(first, last + 1):
+                members[c].append(i)
+        stems: Counter[str] = Counter()
+        chunks = []
+        for chunk, held in zip(prepared.chunks, members):
+            chunk_terms, chunk_tfs, chunk_length = tokenizer.bag(chunk.text)
+            chunks.append(ChunkRow(chunk.start, chunk.end, chunk_length, chunk_terms, chunk_tfs, held))
+            stems.update(set(analyzer.terms(chunk.text)))
+        vectors = np.ascontiguousarray(prepared.vectors, dtype=np.float32).reshape(len(prepared.sentences), dimension)
+        return DocumentRows(prepared, length, terms, tfs, chunks, vectors, stems)
+
+
+def chunk_stems(analyzer: Analyzer, text: str, spans: Iterable[tuple[int, int]]) -> Counter[str]:
+    """The stems ``DocumentRows.stems`` counted for a stored document's chunks (to take back)."""
+    stems: Counter[str] = Counter()
+    for start, end in spans:
+        stems.update(set(analyzer.terms(text[start:end])))
+    return stems
+
+
+@dataclass(frozen=True)
 class StoredSentence:
     id: int
     source: str
@@ -114,6 +165,10 @@ class Admitted:
 
 
 class Store(Protocol):
+    # Whether other servers write to this index too (a database): then this host's corpus folder
+    # is not the whole truth, and a mismatched index is refused rather than rebuilt.
+    shared: bool
+
     def exists(self) -> bool:
         """Whether an index has been created here."""
 

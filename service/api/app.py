@@ -29,7 +29,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         current = engine or build_engine(configured)
         if sync:
-            current.sync()
+            current.start()
         # Load now, so the first request does not pay for it.
         current.embedder.warm_up()
         current.index  # noqa: B018

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import (
     CorpusError,
+    DatabaseUnavailable,
     DocumentNotFound,
     DocumentTooLarge,
     FootnoteError,
@@ -62,6 +63,8 @@ def install_error_handlers(app: FastAPI) -> None:
             # The full message names server paths: it goes to the log, not to the client.
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
             what = f"the index is not available ({type(exc).__name__})" if status == 503 else "internal error"
+            if isinstance(exc, DatabaseUnavailable):  # names the database's host, never its password
+                what = str(exc)
             return JSONResponse(status_code=status, content={"detail": f"{what}; the server log says why"})
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -49,8 +50,11 @@ class AskRequest(BaseModel):
 
 @public.get("/health", response_model=Health, responses={**UNAVAILABLE, **INVALID})
 async def health(engine: EngineDep) -> Health:
-    # On the event loop, not in the thread pool: it answers even while every worker thread is busy.
-    return engine.health()
+    # Not in the workers' thread pool: it answers even while every worker thread is busy. (Off the
+    # event loop too: with a database, it waits on it.)
+    if not engine.store.shared:
+        return engine.health()
+    return await asyncio.get_running_loop().run_in_executor(None, engine.health)
 
 
 @router.post("/ask", response_model=Answer, responses=TOO_LARGE)

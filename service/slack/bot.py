@@ -8,8 +8,6 @@ import html
 import logging
 import re
 import sqlite3
-import time
-from pathlib import Path
 from typing import Any, Literal
 
 from slack_bolt import App, BoltResponse
@@ -17,7 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from ..engine import Engine
-from ..errors import DocumentNotFound, FootnoteError, InvalidRequest
+from ..errors import DatabaseUnavailable, DocumentNotFound, FootnoteError, InvalidRequest
 from ..feedback import FeedbackStore
 from ..models import Turn
 from ..settings import Settings
@@ -27,34 +25,6 @@ log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 USAGE = "Ask me about the documents, e.g. `@Footnote which resolutions were cited?` or `/footnote <question>`."
-# Slack retries an event for up to about an hour; remember ids a little longer.
-_SEEN_FOR_S = 2 * 3600
-
-
-class SeenEvents:
-    """Slack events already taken, by id, in SQLite: a retried or replayed event is answered at
-    most once, also when the retry reaches another worker on the same host."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL)")
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
-
-    def first_time(self, key: str) -> bool:
-        now = time.time()
-        conn = self._connect()
-        try:
-            with conn:
-                conn.execute("DELETE FROM seen WHERE at < ?", (now - _SEEN_FOR_S,))
-                return conn.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (key, now)).rowcount == 1
-        finally:
-            conn.close()
 
 
 def question_of(text: str) -> str:
@@ -67,7 +37,7 @@ class SlackBot:
         self.engine = engine
         self.feedback = feedback
         self.settings = settings
-        self.seen = SeenEvents(settings.state_dir / "slack_events.sqlite3")
+        self.seen = engine.seen
 
     def answer(self, question: str, channel: str, asker: str | None, history: list[Turn]) -> tuple[list[dict], str]:
         """Blocks and fallback text for a question; failures become a short message, never a
@@ -82,7 +52,7 @@ class SlackBot:
             return [{"type": "section", "text": {"type": "mrkdwn", "text": ERROR}}], ERROR
         try:
             feedback_id: str | None = self.feedback.record_answer(answer, f"slack:{channel}", asker)
-        except (OSError, sqlite3.Error):  # the answer matters more than its vote buttons
+        except (OSError, sqlite3.Error, DatabaseUnavailable):  # the answer matters more than its vote buttons
             log.exception("recording an answer for feedback failed")
             feedback_id = None
         return answer_blocks(answer, feedback_id), answer_text(answer)
