@@ -1,8 +1,8 @@
 """A PostgreSQL database that several Footnote servers share: a pool of connections, the schema
 (created and migrated on start, never dropped), and its failures as domain errors.
 
-Every use is one transaction (``Database.transaction``): committed when the block ends, rolled
-back if it raises. A database that cannot be reached is ``DatabaseUnavailable`` (503 over HTTP);
+A read is one statement in one round trip (``Database.read``); a write is one transaction
+(``Database.transaction``): committed when the block ends, rolled back if it raises. A database that cannot be reached is ``DatabaseUnavailable`` (503 over HTTP);
 the pool reconnects by itself once it is back, so no restart is needed.
 """
 
@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -117,9 +117,7 @@ class Database:
                 raise self._unavailable(exc) from None
             pool = ConnectionPool(
                 self.url, min_size=1, max_size=self.pool_size, timeout=self.timeout, open=False,
-                kwargs={"connect_timeout": math.ceil(self.timeout)},
-                # A connection broken while idle (the server restarted) is replaced, not handed out.
-                check=ConnectionPool.check_connection, name="footnote",
+                kwargs={"connect_timeout": math.ceil(self.timeout), "autocommit": True}, name="footnote",
             )
             try:
                 pool.open(wait=True, timeout=self.timeout)
@@ -129,19 +127,50 @@ class Database:
             self._pool = pool
             return pool
 
+    def read(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None, binary: bool = False,
+             local: Mapping[str, str] | None = None) -> list[tuple[Any, ...]]:
+        """One statement's rows, in one round trip (with ``local`` settings for it, sent in the
+        same pipeline). Reads are idempotent: one that meets a connection broken while it sat in
+        the pool (the database restarted) is tried once more, on a new one."""
+        pool = self.open()
+        for attempt in (1, 2):
+            try:
+                with pool.connection() as conn, conn.cursor(binary=binary) as cur:
+                    if not local:
+                        cur.execute(query, params)
+                        return cur.fetchall() if cur.description else []
+                    with conn.pipeline(), conn.transaction():
+                        for name, value in local.items():
+                            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+                        return cur.execute(query, params).fetchall()
+            except PoolTimeout as exc:
+                raise self._unavailable(exc) from None
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    log.warning("database %s: %s", self.where, type(exc).__name__)
+                    raise self._unavailable(exc) from None
+        raise AssertionError("unreachable")
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection inside one transaction: committed when the block ends, rolled back if it
+        raises. The connection is checked first (and replaced once if it broke while idle)."""
         pool = self.open()
         try:
-            with pool.connection() as conn:
-                yield conn
+            conn = pool.getconn()
+            try:
+                conn.execute("")
+            except psycopg.OperationalError:
+                pool.putconn(conn)  # broken: the pool discards it
+                conn = pool.getconn()
+            try:
+                with conn.transaction():
+                    yield conn
+            finally:
+                pool.putconn(conn)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("database %s: %s", self.where, type(exc).__name__)
             raise self._unavailable(exc) from None
-
-    def ping(self) -> None:
-        with self.transaction() as conn:
-            conn.execute("SELECT 1")
 
     def close(self) -> None:
         with self._lock:

@@ -50,36 +50,39 @@ from .text import Analyzer
 # walks the HNSW graph with pgvector's iterative scan, checking the filter as it goes.
 EXACT_FILTER_SENTENCES = 20_000
 
+_VECTOR_INDEX = "CREATE INDEX IF NOT EXISTS footnote_sentences_vector ON footnote_sentences USING hnsw (vector vector_cosine_ops)"
 _INFO = "source, sha256, title, date, metadata, pages, chunk_hi - chunk_lo"
 
 # BM25 as the embedded store computes it (``keywords.Field.scores``): Lucene's idf over live
-# items, tf / (tf + k1 (1 - b + b dl / avgdl)), a question's repeated term counted again. Each
-# chunk's score adds its document's, so every chunk of a top document is a candidate: the first
-# k of each of the k best documents stand for the rest (the others tie with them or score less).
+# items, tf / (tf + k1 (1 - b + b dl / avgdl)), a question's repeated term counted again (in
+# float8 throughout: numeric arithmetic is ten times slower). Each chunk's score adds its
+# document's, so a chunk holding none of the terms still scores its document's: the first k
+# chunks of each of the k best documents stand for those (the rest tie with them or score less).
+# A matched chunk outside the matched top k cannot reach the top k either way, so its lower
+# "unmatched" score in the union never displaces a right one.
 _KEYWORD_SQL = """
-WITH q AS (SELECT * FROM unnest(%(terms)s::bigint[], %(repeats)s::real[]) AS q(term, rep)),
-st AS (SELECT documents, chunks, doc_length / greatest(documents, 1) AS doc_avg,
+WITH q AS (SELECT * FROM unnest(%(terms)s::bigint[], %(repeats)s::float8[]) AS q(term, rep)),
+st AS (SELECT documents::float8 AS nd, chunks::float8 AS nc, doc_length / greatest(documents, 1) AS doc_avg,
               chunk_length / greatest(chunks, 1) AS chunk_avg FROM footnote_stats),
-cp AS (SELECT p.term, p.chunk_id, p.doc_id, p.tf, p.len, q.rep FROM q JOIN footnote_chunk_terms p USING (term)),
-cdf AS (SELECT term, count(*) AS df FROM cp GROUP BY term),
+cp AS (SELECT term, chunk_id, doc_id, tf, len FROM footnote_chunk_terms WHERE term = ANY(%(terms)s)),
+cw AS (SELECT cp.term, q.rep * ln(1 + (st.nc - count(*) + 0.5::float8) / (count(*) + 0.5::float8)) AS w
+       FROM cp JOIN q USING (term) CROSS JOIN st GROUP BY cp.term, q.rep, st.nc),
 cs AS (SELECT cp.chunk_id, min(cp.doc_id) AS doc_id,
-              sum(ln(1 + (st.chunks - cdf.df + 0.5) / (cdf.df + 0.5))
-                  * cp.tf / (cp.tf + %(k1)s * (1 - %(b)s + %(b)s * cp.len / st.chunk_avg)) * cp.rep) AS s
-       FROM cp JOIN cdf USING (term) CROSS JOIN st GROUP BY cp.chunk_id),
-dp AS (SELECT p.term, p.doc_id, p.tf, p.len, q.rep FROM q JOIN footnote_doc_terms p USING (term)),
-ddf AS (SELECT term, count(*) AS df FROM dp GROUP BY term),
+              sum(cw.w * cp.tf / (cp.tf + %(k1)s::float8 * (1 - %(b)s::float8 + %(b)s::float8 * cp.len / st.chunk_avg))) AS s
+       FROM cp JOIN cw USING (term) CROSS JOIN st GROUP BY cp.chunk_id),
+dp AS (SELECT term, doc_id, tf, len FROM footnote_doc_terms WHERE term = ANY(%(terms)s)),
+dw AS (SELECT dp.term, q.rep * ln(1 + (st.nd - count(*) + 0.5::float8) / (count(*) + 0.5::float8)) AS w
+       FROM dp JOIN q USING (term) CROSS JOIN st GROUP BY dp.term, q.rep, st.nd),
 ds AS (SELECT dp.doc_id,
-              sum(ln(1 + (st.documents - ddf.df + 0.5) / (ddf.df + 0.5))
-                  * dp.tf / (dp.tf + %(k1)s * (1 - %(b)s + %(b)s * dp.len / st.doc_avg)) * dp.rep) AS s
-       FROM dp JOIN ddf USING (term) CROSS JOIN st GROUP BY dp.doc_id),
-top_docs AS (SELECT ds.doc_id FROM ds {doc_filter} ORDER BY ds.s DESC, ds.doc_id LIMIT %(k)s),
-cand AS (SELECT cs.chunk_id, cs.doc_id FROM cs {chunk_filter}
-         UNION
-         SELECT g, d.id FROM top_docs t JOIN footnote_documents d ON d.id = t.doc_id
+              sum(dw.w * dp.tf / (dp.tf + %(k1)s::float8 * (1 - %(b)s::float8 + %(b)s::float8 * dp.len / st.doc_avg))) AS s
+       FROM dp JOIN dw USING (term) CROSS JOIN st GROUP BY dp.doc_id),
+matched AS (SELECT cs.chunk_id, cs.s + coalesce(ds.s, 0) AS score FROM cs LEFT JOIN ds USING (doc_id) {chunk_filter}
+            ORDER BY score DESC, cs.chunk_id LIMIT %(k)s),
+top_docs AS (SELECT ds.doc_id, ds.s FROM ds {doc_filter} ORDER BY ds.s DESC, ds.doc_id LIMIT %(k)s),
+unmatched AS (SELECT g AS chunk_id, t.s AS score FROM top_docs t JOIN footnote_documents d ON d.id = t.doc_id
               CROSS JOIN LATERAL generate_series(d.chunk_lo, least(d.chunk_hi, d.chunk_lo + %(k)s) - 1) AS g)
-SELECT cand.chunk_id, coalesce(cs.s, 0) + coalesce(ds.s, 0) AS score
-FROM cand LEFT JOIN cs USING (chunk_id) LEFT JOIN ds ON ds.doc_id = cand.doc_id
-ORDER BY score DESC, cand.chunk_id LIMIT %(k)s
+SELECT chunk_id, max(score) AS score FROM (SELECT * FROM matched UNION ALL SELECT * FROM unmatched) AS c
+GROUP BY chunk_id ORDER BY score DESC, chunk_id LIMIT %(k)s
 """
 
 
@@ -123,9 +126,8 @@ class PostgresStore:
     # -- lifecycle --------------------------------------------------------------------------
 
     def _read_config(self) -> IndexConfig | None:
-        with self.db.transaction() as conn:
-            row = conn.execute("SELECT value FROM footnote_meta WHERE key = 'config'").fetchone()
-        return IndexConfig(**json.loads(row[0])) if row else None
+        rows = self.db.read("SELECT value FROM footnote_meta WHERE key = 'config'")
+        return IndexConfig(**json.loads(rows[0][0])) if rows else None
 
     def exists(self) -> bool:
         return self._read_config() is not None
@@ -134,6 +136,7 @@ class PostgresStore:
         config = self._read_config()
         if config is None:
             raise IndexMissing(f"no index in the database at {self.db.where}: run `footnote index` to build it")
+        self._ensure_vector_index()  # a first build that did not finish leaves it missing
         self._config = config
         return config
 
@@ -150,8 +153,7 @@ class PostgresStore:
                          "footnote_doc_terms, footnote_stems")
             conn.execute("DROP INDEX IF EXISTS footnote_sentences_vector")
             conn.execute(f"ALTER TABLE footnote_sentences ALTER COLUMN vector TYPE vector({int(config.dimension)})")
-            conn.execute("CREATE INDEX footnote_sentences_vector ON footnote_sentences "
-                         "USING hnsw (vector vector_cosine_ops)")
+            conn.execute(_VECTOR_INDEX)
             conn.execute("UPDATE footnote_stats SET version = version + 1, documents = 0, chunks = 0, sentences = 0, "
                          "doc_length = 0, chunk_length = 0")
             conn.execute("INSERT INTO footnote_meta VALUES ('config', %s) ON CONFLICT (key) DO UPDATE SET value = "
@@ -159,28 +161,39 @@ class PostgresStore:
         self._config = config
 
     def version(self) -> int:
-        with self.db.transaction() as conn:
-            return int(_one(conn, "SELECT version FROM footnote_stats"))
+        return int(self.db.read("SELECT version FROM footnote_stats")[0][0])
 
     def refresh(self) -> int:
         return self.version()  # nothing is held in memory: every read sees the tables as they are
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator[None]:
-        yield
+        """Many writes in a row. Into an empty index (a first build), the vectors go in without
+        their HNSW index, which is built once at the end: many times faster than growing the
+        graph row by row. (If the process dies first, the next ``open`` builds it.)"""
+        if self.counts().sentences:
+            yield
+            return
+        with self.db.transaction() as conn:
+            conn.execute("DROP INDEX IF EXISTS footnote_sentences_vector")
+        try:
+            yield
+        finally:
+            self._ensure_vector_index()
+
+    def _ensure_vector_index(self) -> None:
+        with self.db.transaction() as conn:
+            if _one(conn, "SELECT to_regclass('footnote_sentences_vector') IS NULL"):
+                conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
+                conn.execute(_VECTOR_INDEX)
 
     def checkpoint(self, force: bool = False) -> bool:
         """After a large write, fresh planner statistics (and the visibility map that makes the
         postings' index-only scans work); autovacuum does it too, later."""
         if not force:
             return False
-        with self.db.transaction() as conn:
-            conn.autocommit = True
-            try:
-                conn.execute("VACUUM (ANALYZE) footnote_chunk_terms, footnote_doc_terms, footnote_sentences, "
-                             "footnote_documents, footnote_chunks, footnote_stems")
-            finally:
-                conn.autocommit = False
+        self.db.read("VACUUM (ANALYZE) footnote_chunk_terms, footnote_doc_terms, footnote_sentences, "
+                     "footnote_documents, footnote_chunks, footnote_stems")
         return True
 
     def close(self) -> None:
@@ -189,9 +202,7 @@ class PostgresStore:
     # -- reading ----------------------------------------------------------------------------
 
     def counts(self) -> Counts:
-        with self.db.transaction() as conn:
-            row = conn.execute("SELECT documents, chunks, sentences FROM footnote_stats").fetchone()
-        assert row is not None
+        row = self.db.read("SELECT documents, chunks, sentences FROM footnote_stats")[0]
         return Counts(int(row[0]), int(row[1]), int(row[2]))
 
     @staticmethod
@@ -199,61 +210,52 @@ class PostgresStore:
         return DocumentInfo(row[0], row[1], row[2], row[3], row[4], tuple(row[5]), int(row[6]))
 
     def documents(self) -> list[DocumentInfo]:
-        with self.db.transaction() as conn:
-            return [self._info(r) for r in conn.execute(f"SELECT {_INFO} FROM footnote_documents ORDER BY source")]
+        return [self._info(r) for r in self.db.read(f"SELECT {_INFO} FROM footnote_documents ORDER BY source")]
 
     def infos(self, sources: Iterable[str]) -> dict[str, DocumentInfo]:
         wanted = list(dict.fromkeys(sources))
         if not wanted:
             return {}
-        with self.db.transaction() as conn:
-            rows = conn.execute(f"SELECT {_INFO} FROM footnote_documents WHERE source = ANY(%s)", (wanted,)).fetchall()
+        rows = self.db.read(f"SELECT {_INFO} FROM footnote_documents WHERE source = ANY(%s)", (wanted,))
         return {r[0]: self._info(r) for r in rows}
 
     def document(self, source: str) -> Document | None:
-        with self.db.transaction() as conn:
-            row = conn.execute("SELECT source, text, title, date, body_start, metadata, pages, sha256 "
-                               "FROM footnote_documents WHERE source = %s", (source,)).fetchone()
-        if row is None:
+        rows = self.db.read("SELECT source, text, title, date, body_start, metadata, pages, sha256 "
+                            "FROM footnote_documents WHERE source = %s", (source,))
+        if not rows:
             return None
+        row = rows[0]
         doc = Document(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6]))
         if doc.sha256 != row[7]:
             raise IndexCorrupt(f"document {source!r} does not match its checksum")
         return doc
 
     def fingerprints(self) -> dict[str, tuple[str, FileStamp | None]]:
-        with self.db.transaction() as conn:
-            rows = conn.execute("SELECT source, sha256, file_size, file_mtime_ns FROM footnote_documents").fetchall()
+        rows = self.db.read("SELECT source, sha256, file_size, file_mtime_ns FROM footnote_documents")
         return {source: (sha, FileStamp(size, mtime) if size is not None else None) for source, sha, size, mtime in rows}
 
     def with_text(self, hashes: Collection[str]) -> dict[str, str]:
         if not hashes:
             return {}
-        with self.db.transaction() as conn:
-            rows = conn.execute("SELECT sha256, source FROM footnote_documents WHERE sha256 = ANY(%s)",
-                                (list(hashes),)).fetchall()
-        return dict(rows)
+        return dict(self.db.read("SELECT sha256, source FROM footnote_documents WHERE sha256 = ANY(%s)",
+                                 (list(hashes),)))
 
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         if not ids:
             return {}
-        with self.db.transaction() as conn:
-            rows = conn.execute(
-                'SELECT c.id, d.source, c.ord, c.start, c."end", substr(d.text, c.start + 1, c."end" - c.start) '
-                "FROM footnote_chunks c JOIN footnote_documents d ON d.id = c.doc_id WHERE c.id = ANY(%s)",
-                (list(ids),)).fetchall()
+        rows = self.db.read(
+            'SELECT c.id, d.source, c.ord, c.start, c."end", substr(d.text, c.start + 1, c."end" - c.start) '
+            "FROM footnote_chunks c JOIN footnote_documents d ON d.id = c.doc_id WHERE c.id = ANY(%s)", (list(ids),))
         return {cid: Chunk(f"{source}#{ord_}", source, start, end, text) for cid, source, ord_, start, end, text in rows}
 
     def chunk_sentences(self, ids: Sequence[int]) -> dict[int, list[StoredSentence]]:
         if not ids:
             return {}
-        with self.db.transaction() as conn:
-            rows = conn.execute(
-                'SELECT c.id, d.source, s.id, s.start, s."end" FROM footnote_chunks c '
-                "JOIN footnote_documents d ON d.id = c.doc_id "
-                "CROSS JOIN LATERAL unnest(c.sentences) WITH ORDINALITY AS m(sid, n) "
-                "JOIN footnote_sentences s ON s.id = m.sid WHERE c.id = ANY(%s) ORDER BY c.id, m.n",
-                (list(ids),)).fetchall()
+        rows = self.db.read(
+            'SELECT c.id, d.source, s.id, s.start, s."end" FROM footnote_chunks c '
+            "JOIN footnote_documents d ON d.id = c.doc_id "
+            "CROSS JOIN LATERAL unnest(c.sentences) WITH ORDINALITY AS m(sid, n) "
+            "JOIN footnote_sentences s ON s.id = m.sid WHERE c.id = ANY(%s) ORDER BY c.id, m.n", (list(ids),))
         out: dict[int, list[StoredSentence]] = {}
         for cid, source, sid, start, end in rows:
             out.setdefault(cid, []).append(StoredSentence(sid, source, start, end))
@@ -262,9 +264,8 @@ class PostgresStore:
     def sentence_chunks(self, ids: Sequence[int]) -> dict[int, range]:
         if not ids:
             return {}
-        with self.db.transaction() as conn:
-            rows = conn.execute("SELECT id, first_chunk, last_chunk FROM footnote_sentences WHERE id = ANY(%s)",
-                                (list(ids),)).fetchall()
+        rows = self.db.read("SELECT id, first_chunk, last_chunk FROM footnote_sentences WHERE id = ANY(%s)",
+                            (list(ids),))
         return {sid: range(first, last + 1) for sid, first, last in rows}
 
     def sentence_vectors(self, ids: Sequence[int]) -> np.ndarray:
@@ -273,9 +274,9 @@ class PostgresStore:
         if not ids:
             return out
         at = {sid: i for i, sid in enumerate(ids)}
-        with self.db.transaction() as conn, conn.cursor(binary=True) as cur:
-            for sid, blob in cur.execute("SELECT id, vector FROM footnote_sentences WHERE id = ANY(%s)", (list(ids),)):
-                out[at[sid]] = _vector_from_binary(blob)
+        for sid, blob in self.db.read("SELECT id, vector FROM footnote_sentences WHERE id = ANY(%s)", (list(ids),),
+                                      binary=True):
+            out[at[sid]] = _vector_from_binary(blob)
         return out
 
     # -- searching --------------------------------------------------------------------------
@@ -287,9 +288,7 @@ class PostgresStore:
         if sources is not None:
             where += " AND source = ANY(%(sources)s)"
             params["sources"] = list(sources)
-        with self.db.transaction() as conn:
-            rows = conn.execute(f"SELECT id, source, sent_lo, sent_hi FROM footnote_documents WHERE {where}",
-                                params).fetchall()
+        rows = self.db.read(f"SELECT id, source, sent_lo, sent_hi FROM footnote_documents WHERE {where}", params)
         count = sum(hi - lo for _, _, lo, hi in rows)
         detail = _Filter(
             [r[0] for r in rows] if sources is not None else None, date_from, date_to, count,
@@ -312,56 +311,53 @@ class PostgresStore:
             doc_filter = f"JOIN footnote_documents d ON d.id = ds.doc_id WHERE {where}"
             chunk_filter = f"JOIN footnote_documents d ON d.id = cs.doc_id WHERE {where}"
         sql = _KEYWORD_SQL.format(doc_filter=doc_filter, chunk_filter=chunk_filter)
-        with self.db.transaction() as conn:
-            rows = conn.execute(sql, params).fetchall()
+        # The row estimates of these aggregates are far too low: a nested loop over them is
+        # quadratic. (The postings are read by index without one: ``term = ANY(...)``.)
+        rows = self.db.read(sql, params, local={"enable_nestloop": "off"})
         rows = [r for r in rows if r[1] > 0]
         if not rows:
             return EMPTY
         return Scored(np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32))
 
     def vector_search(self, query: np.ndarray, k: int, admitted: Admitted | None) -> Scored:
-        vector = _vector_text(query)
-        params: dict[str, Any] = {"q": vector, "k": k}
-        with self.db.transaction() as conn:
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, k)),))
-            if admitted is None:
-                rows = conn.execute("SELECT id, 1 - (vector <=> %(q)s::vector) FROM footnote_sentences "
-                                    "ORDER BY vector <=> %(q)s::vector LIMIT %(k)s", params).fetchall()
-            else:
-                detail: _Filter = admitted.detail  # type: ignore[assignment]
-                if detail.sentences == 0:
-                    return EMPTY
-                if detail.ranges is not None:  # few: every admitted sentence is compared
-                    params["lo"], params["hi"] = [r[0] for r in detail.ranges], [r[1] for r in detail.ranges]
-                    rows = conn.execute(
-                        "WITH a AS MATERIALIZED (SELECT s.id, 1 - (s.vector <=> %(q)s::vector) AS score "
-                        "FROM unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r(lo, hi) "
-                        "JOIN footnote_sentences s ON s.id >= r.lo AND s.id < r.hi) "
-                        "SELECT id, score FROM a ORDER BY score DESC, id LIMIT %(k)s", params).fetchall()
-                else:  # many: the graph is walked until k admitted sentences are found
-                    conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-                    where = detail.where("doc_id", params)
-                    rows = conn.execute(
-                        "SELECT id, 1 - (vector <=> %(q)s::vector) FROM footnote_sentences "
-                        f"WHERE {where} ORDER BY vector <=> %(q)s::vector LIMIT %(k)s", params).fetchall()
+        params: dict[str, Any] = {"q": _vector_text(query), "k": k}
+        # The graph is walked with ef_search candidates at a time, and on (iterative scan) until k
+        # are found: a k of several hundred costs a few walks, not one walk that wide.
+        local = {"hnsw.ef_search": str(self.ef_search), "hnsw.iterative_scan": "relaxed_order"}
+        if admitted is None:
+            rows = self.db.read("SELECT id, 1 - (vector <=> %(q)s::vector) FROM footnote_sentences "
+                                "ORDER BY vector <=> %(q)s::vector LIMIT %(k)s", params, local=local)
+        else:
+            detail: _Filter = admitted.detail  # type: ignore[assignment]
+            if detail.sentences == 0:
+                return EMPTY
+            if detail.ranges is not None:  # few: every admitted sentence is compared
+                params["lo"], params["hi"] = [r[0] for r in detail.ranges], [r[1] for r in detail.ranges]
+                rows = self.db.read(
+                    "WITH a AS MATERIALIZED (SELECT s.id, 1 - (s.vector <=> %(q)s::vector) AS score "
+                    "FROM unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r(lo, hi) "
+                    "JOIN footnote_sentences s ON s.id >= r.lo AND s.id < r.hi) "
+                    "SELECT id, score FROM a ORDER BY score DESC, id LIMIT %(k)s", params)
+            else:  # many: the walk goes on until k admitted sentences are found
+                where = detail.where("doc_id", params)
+                rows = self.db.read(
+                    "SELECT id, 1 - (vector <=> %(q)s::vector) FROM footnote_sentences "
+                    f"WHERE {where} ORDER BY vector <=> %(q)s::vector LIMIT %(k)s", params, local=local)
         rows.sort(key=lambda r: (-r[1], r[0]))
         return Scored(np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32))
 
     def stem_frequencies(self, stems: Collection[str]) -> dict[str, int]:
         if not stems:
             return {}
-        with self.db.transaction() as conn:
-            return dict(conn.execute("SELECT term, df FROM footnote_stems WHERE df > 0 AND term = ANY(%s)",
-                                     (list(stems),)).fetchall())
+        return dict(self.db.read("SELECT term, df FROM footnote_stems WHERE df > 0 AND term = ANY(%s)",
+                                 (list(stems),)))
 
     def related_stems(self, stem: str) -> frozenset[str]:
         shorter = [stem[:-n] for n in (1, 2) if len(stem) - n >= 4]
-        with self.db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT term FROM footnote_stems WHERE df > 0 AND ((term > %s AND term < %s AND length(term) <= %s) "
-                "OR term = ANY(%s))",
-                (stem, stem + "\U0010ffff", len(stem) + 2 if len(stem) >= 4 else 0, shorter),
-            ).fetchall()
+        rows = self.db.read(
+            "SELECT term FROM footnote_stems WHERE df > 0 AND ((term > %s AND term < %s AND length(term) <= %s) "
+            "OR term = ANY(%s))",
+            (stem, stem + "\U0010ffff", len(stem) + 2 if len(stem) >= 4 else 0, shorter))
         return frozenset({stem, *(r[0] for r in rows)})
 
     # -- writing ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -180,6 +180,14 @@ class HybridRetriever:
         self.candidates = candidates
         self.dense_weight = dense_weight
         self.keyword_weight = keyword_weight
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="keyword")
+            return self._executor
 
     def search(
         self, index: SearchIndex, question: str, query: np.ndarray | Future[np.ndarray], top_k: int,
@@ -188,9 +196,12 @@ class HybridRetriever:
         """``query`` may still be being embedded (a Future): the keyword side runs meanwhile."""
         depth = max(self.candidates, top_k)
         admitted = index.admitted(filters)
-        keyword, keyword_floor = index.keyword(question, depth, admitted).standardized()
+        # The keyword side runs beside the question's embedding and the dense search (both
+        # searches wait on the store, not on the interpreter).
+        keyword_search = self._pool().submit(index.keyword, question, depth, admitted)
         vector = query.result() if isinstance(query, Future) else query
         dense, dense_floor = index.dense(vector, depth, admitted).standardized()
+        keyword, keyword_floor = keyword_search.result().standardized()
         fused = {
             row: self.dense_weight * dense.get(row, dense_floor) + self.keyword_weight * keyword.get(row, keyword_floor)
             for row in dense.keys() | keyword.keys()

@@ -56,6 +56,27 @@ def test_the_schema_is_migrated_once_and_a_newer_one_is_refused(
         assert conn.execute("SELECT count(*) FROM footnote_documents").fetchone() == (2,)
 
 
+def test_the_vector_index_is_built_after_a_first_build_and_rebuilt_if_missing(
+    tmp_path: Path, corpus_dir: Path, database_url: str
+) -> None:
+    """A first build loads the vectors without their HNSW index and builds it at the end; a
+    build that died before that leaves it missing, and the next start builds it."""
+    def vector_index() -> str | None:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'footnote_sentences_vector'").fetchone()
+        return row[0] if row else None
+
+    engine = hash_engine(tmp_path, corpus_dir, database_url)
+    engine.sync()
+    assert "hnsw" in (vector_index() or "") and "vector_cosine_ops" in (vector_index() or "")
+    expected = engine.search("Which resolutions were cited?")
+    with psycopg.connect(database_url) as conn:
+        conn.execute("DROP INDEX footnote_sentences_vector")
+    again = hash_engine(tmp_path, corpus_dir, database_url)
+    again.load()
+    assert vector_index() is not None and again.search("Which resolutions were cited?") == expected
+
+
 def test_an_unreachable_database_is_named_by_host_never_by_password(tmp_path: Path, corpus_dir: Path) -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql://footnote:hunter2-canary@127.0.0.1:{port}/footnote"
