@@ -79,6 +79,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE footnote_seen (key text PRIMARY KEY, at double precision NOT NULL);
     CREATE INDEX footnote_seen_at ON footnote_seen (at);
     """,
+    # 2: each term's document frequency over chunks and over documents, kept by every write, so a
+    # question reads its terms' postings once (not twice, to count them first).
+    """
+    CREATE TABLE footnote_terms (term bigint PRIMARY KEY, chunk_df int NOT NULL, doc_df int NOT NULL);
+    INSERT INTO footnote_terms
+    SELECT term, coalesce(c.n, 0), coalesce(d.n, 0)
+    FROM (SELECT term, count(*) AS n FROM footnote_chunk_terms GROUP BY term) AS c
+    FULL JOIN (SELECT term, count(*) AS n FROM footnote_doc_terms GROUP BY term) AS d USING (term);
+    """,
 )
 
 

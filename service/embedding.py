@@ -222,9 +222,15 @@ class QueryBatcher:
                 batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             try:
                 vectors = self.embedder.embed([text for text, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - each waiting question gets the failure
-                for _, future in batch:
-                    future.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - the failure is the failing question's alone
+                if len(batch) == 1:
+                    batch[0][1].set_exception(exc)
+                    continue
+                for text, future in batch:  # one at a time: the others get their vectors
+                    try:
+                        future.set_result(self.embedder.embed([text])[0])
+                    except Exception as one:  # noqa: BLE001
+                        future.set_exception(one)
                 continue
             for (_, future), vector in zip(batch, vectors):
                 future.set_result(vector)

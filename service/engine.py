@@ -23,6 +23,7 @@ from .embedded_store import EmbeddedStore
 from .embedding import Embedder, QueryBatcher, SentenceTransformerEmbedder
 from .embedding_cache import CachedEmbedder
 from .errors import (
+    CorpusError,
     DocumentNotFound,
     DocumentTooLarge,
     IndexCorrupt,
@@ -97,6 +98,7 @@ class DocumentWriter:
         self.live = live
         self.embedder = embedder
         self._lock = threading.Lock()  # one writer at a time in this process
+        self.skipped: dict[str, str] = {}  # by the last sync
 
     @property
     def store(self) -> Store:
@@ -137,7 +139,12 @@ class DocumentWriter:
                 if old and old[1] == stamps[source]:
                     report.unchanged.append(source)
                     continue
-                doc = read_document(path, source)
+                try:
+                    doc = read_document(path, source)
+                except CorpusError as exc:  # one bad file does not keep the rest from being served
+                    log.warning("skipping %s", exc)
+                    report.skipped[source] = str(exc)
+                    continue
                 if old and old[0] == doc.sha256:
                     report.unchanged.append(source)
                     continue
@@ -149,6 +156,7 @@ class DocumentWriter:
                 if report.removed:
                     self.store.delete(report.removed)
             self.store.checkpoint(force=report.changed)
+            self.skipped = report.skipped
         return self._finish(report, began)
 
     def _write(self, documents: list[Document], report: IndexReport, progress: Progress | None,
@@ -495,7 +503,8 @@ class Engine:
         if not self.live.loaded:
             raise IndexMissing("index not loaded yet")
         counts = self.store.counts()
-        return Health(status="ok", documents=counts.documents, chunks=counts.chunks, model=self.embedder.name)
+        return Health(status="ok", documents=counts.documents, chunks=counts.chunks, model=self.embedder.name,
+                      skipped=self.writer.skipped)
 
 
 def _passages(index: SearchIndex, hits: list[Hit]) -> list[Passage]:
@@ -534,7 +543,7 @@ def build_engine(
     database = (Database(settings.database_url.get_secret_value(), settings.database_pool_size,
                          settings.database_timeout) if settings.database_url else None)
     if store is None and database is not None:
-        store = PostgresStore(database, analyzer, settings.bm25_k1, settings.bm25_b, settings.hnsw_ef_search)
+        store = PostgresStore(database, analyzer, settings.bm25_k1, settings.bm25_b, settings.database_ef_search)
     store = store or EmbeddedStore(settings.index_dir, analyzer, settings.vector_spec(), settings.bm25_k1, settings.bm25_b,
                                    settings.checkpoint_min_vectors)
     config = index_config(embedder, settings.chunk_size, settings.chunk_overlap)

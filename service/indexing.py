@@ -24,6 +24,8 @@ class IndexReport:
     unchanged: list[str] = field(default_factory=list)
     # Not added because the same text is indexed under another name: new name -> indexed name.
     duplicates: dict[str, str] = field(default_factory=dict)
+    # Corpus files that could not be read (empty, image-only, encrypted, malformed): name -> why.
+    skipped: dict[str, str] = field(default_factory=dict)
     documents: int = 0
     chunks: int = 0
     sentences: int = 0
@@ -45,6 +47,8 @@ class IndexReport:
             text += "; already indexed under another name: " + ", ".join(
                 f"{new} (= {old})" for new, old in self.duplicates.items()
             )
+        if self.skipped:
+            text += "; skipped, unreadable: " + "; ".join(self.skipped.values())
         return f"{text}; rebuilt: {self.rebuilt_because}" if self.rebuilt_because else text
 
 

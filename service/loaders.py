@@ -53,6 +53,11 @@ def extract(name: str, data: bytes) -> Extracted:
         found = _docx(name, data)
     if not found.text.strip():
         raise InvalidDocument(f"{name}: no text" + (" (an image-only PDF needs OCR first)" if suffix == ".pdf" else ""))
+    try:  # a PDF's font map can name a lone surrogate, which nothing downstream can store
+        found.text.encode("utf-8")
+        (found.title or "").encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidDocument(f"{name}: its text holds characters that are not valid Unicode") from None
     return found
 
 
@@ -150,7 +155,7 @@ def _html(name: str, data: bytes) -> Extracted:
 
 def _pdf(name: str, data: bytes) -> Extracted:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -158,7 +163,9 @@ def _pdf(name: str, data: bytes) -> Extracted:
             raise InvalidDocument(f"{name}: the PDF is encrypted")
         texts = [(page.extract_text() or "").strip() for page in reader.pages]
         title = (reader.metadata.title if reader.metadata else None) or None
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    # PyPdfError covers pypdf's limits (a stream inflating too far, a page tree too deep);
+    # NotImplementedError an encryption scheme it does not know.
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, NotImplementedError, RecursionError) as exc:
         raise InvalidDocument(f"{name}: not a readable PDF ({exc.__class__.__name__})") from exc
     pages, parts, offset = [], [], 0
     for text in texts:
@@ -182,13 +189,14 @@ def _docx(name: str, data: bytes) -> Extracted:
             with zf.open(info) as fh:
                 # The header's size could lie: read no more than the cap regardless.
                 xml = fh.read(DOCX_MAX_XML_BYTES + 1)
-    except (zipfile.BadZipFile, KeyError, OSError, NotImplementedError) as exc:
+    # RuntimeError: a member flagged as encrypted (zipfile wants a password).
+    except (zipfile.BadZipFile, KeyError, OSError, NotImplementedError, RuntimeError) as exc:
         raise InvalidDocument(f"{name}: not a readable .docx ({exc.__class__.__name__})") from exc
     if len(xml) > DOCX_MAX_XML_BYTES:
         raise InvalidDocument(f"{name}: document.xml inflates too far; refused")
     try:
         root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError as exc:
+    except (ElementTree.ParseError, LookupError) as exc:  # LookupError: an encoding Python does not know
         raise InvalidDocument(f"{name}: malformed .docx XML") from exc
     paragraphs = []
     for p in root.iter(f"{_W}p"):

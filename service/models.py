@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 
 # Request fields take JSON as the schema types it, no more: lax parsing would also take "5" for an
@@ -28,7 +28,34 @@ JsonInt = Annotated[int, BeforeValidator(_json_int)]
 JsonDate = Annotated[dt.date, BeforeValidator(_json_date)]
 
 
-class Filters(BaseModel):
+def _unicode(value: Any) -> Any:
+    """JSON can spell a lone surrogate (``"\\ud800"``), which no tokenizer, database or encoder
+    takes: refused here, as this request's error, before it reaches anything shared."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _unicode(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _unicode(key)
+            _unicode(item)
+    return value
+
+
+class RequestModel(BaseModel):
+    """A request body (or a part of one): every text in it is valid Unicode."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_text(cls, value: Any) -> Any:
+        return _unicode(value)
+
+
+class Filters(RequestModel):
     """Which documents a question may be answered from; applied inside retrieval, so ``top_k``
     passages still come back when enough documents match."""
 
@@ -86,7 +113,7 @@ class Passage(BaseModel):
 Mode = Literal["extractive", "llm"]
 
 
-class Turn(BaseModel):
+class Turn(RequestModel):
     """An earlier question and its answer, for follow-ups."""
 
     model_config = ConfigDict(extra="forbid")
@@ -143,6 +170,9 @@ class Health(BaseModel):
     documents: int
     chunks: int
     model: str
+    skipped: dict[str, str] = Field(
+        default_factory=dict, description="Corpus files the last sync could not read, with why (the rest are served).",
+    )
 
 
 class IndexChange(BaseModel):

@@ -54,7 +54,8 @@ _VECTOR_INDEX = "CREATE INDEX IF NOT EXISTS footnote_sentences_vector ON footnot
 _INFO = "source, sha256, title, date, metadata, pages, chunk_hi - chunk_lo"
 
 # BM25 as the embedded store computes it (``keywords.Field.scores``): Lucene's idf over live
-# items, tf / (tf + k1 (1 - b + b dl / avgdl)), a question's repeated term counted again (in
+# items (document frequencies kept in footnote_terms), tf / (tf + k1 (1 - b + b dl / avgdl)), a
+# question's repeated term counted again (in
 # float8 throughout: numeric arithmetic is ten times slower). Each chunk's score adds its
 # document's, so a chunk holding none of the terms still scores its document's: the first k
 # chunks of each of the k best documents stand for those (the rest tie with them or score less).
@@ -64,18 +65,15 @@ _KEYWORD_SQL = """
 WITH q AS (SELECT * FROM unnest(%(terms)s::bigint[], %(repeats)s::float8[]) AS q(term, rep)),
 st AS (SELECT documents::float8 AS nd, chunks::float8 AS nc, doc_length / greatest(documents, 1) AS doc_avg,
               chunk_length / greatest(chunks, 1) AS chunk_avg FROM footnote_stats),
-cp AS (SELECT term, chunk_id, doc_id, tf, len FROM footnote_chunk_terms WHERE term = ANY(%(terms)s)),
-cw AS (SELECT cp.term, q.rep * ln(1 + (st.nc - count(*) + 0.5::float8) / (count(*) + 0.5::float8)) AS w
-       FROM cp JOIN q USING (term) CROSS JOIN st GROUP BY cp.term, q.rep, st.nc),
-cs AS (SELECT cp.chunk_id, min(cp.doc_id) AS doc_id,
-              sum(cw.w * cp.tf / (cp.tf + %(k1)s::float8 * (1 - %(b)s::float8 + %(b)s::float8 * cp.len / st.chunk_avg))) AS s
-       FROM cp JOIN cw USING (term) CROSS JOIN st GROUP BY cp.chunk_id),
-dp AS (SELECT term, doc_id, tf, len FROM footnote_doc_terms WHERE term = ANY(%(terms)s)),
-dw AS (SELECT dp.term, q.rep * ln(1 + (st.nd - count(*) + 0.5::float8) / (count(*) + 0.5::float8)) AS w
-       FROM dp JOIN q USING (term) CROSS JOIN st GROUP BY dp.term, q.rep, st.nd),
-ds AS (SELECT dp.doc_id,
-              sum(dw.w * dp.tf / (dp.tf + %(k1)s::float8 * (1 - %(b)s::float8 + %(b)s::float8 * dp.len / st.doc_avg))) AS s
-       FROM dp JOIN dw USING (term) CROSS JOIN st GROUP BY dp.doc_id),
+w AS (SELECT q.term, q.rep * ln(1 + (st.nc - t.chunk_df + 0.5::float8) / (t.chunk_df + 0.5::float8)) AS cw,
+             q.rep * ln(1 + (st.nd - t.doc_df + 0.5::float8) / (t.doc_df + 0.5::float8)) AS dw
+      FROM q JOIN footnote_terms t USING (term) CROSS JOIN st),
+cs AS (SELECT p.chunk_id, min(p.doc_id) AS doc_id,
+              sum(w.cw * p.tf / (p.tf + %(k1)s::float8 * (1 - %(b)s::float8 + %(b)s::float8 * p.len / st.chunk_avg))) AS s
+       FROM footnote_chunk_terms p JOIN w USING (term) CROSS JOIN st WHERE p.term = ANY(%(terms)s) GROUP BY p.chunk_id),
+ds AS (SELECT p.doc_id,
+              sum(w.dw * p.tf / (p.tf + %(k1)s::float8 * (1 - %(b)s::float8 + %(b)s::float8 * p.len / st.doc_avg))) AS s
+       FROM footnote_doc_terms p JOIN w USING (term) CROSS JOIN st WHERE p.term = ANY(%(terms)s) GROUP BY p.doc_id),
 matched AS (SELECT cs.chunk_id, cs.s + coalesce(ds.s, 0) AS score FROM cs LEFT JOIN ds USING (doc_id) {chunk_filter}
             ORDER BY score DESC, cs.chunk_id LIMIT %(k)s),
 top_docs AS (SELECT ds.doc_id, ds.s FROM ds {doc_filter} ORDER BY ds.s DESC, ds.doc_id LIMIT %(k)s),
@@ -115,7 +113,7 @@ class PostgresStore:
     shared = True  # other servers write here too: see ``DocumentWriter``
 
     def __init__(self, database: Database, analyzer: Analyzer, k1: float = 1.2, b: float = 0.75,
-                 ef_search: int = 256) -> None:
+                 ef_search: int = 100) -> None:
         self.db = database
         self.analyzer = analyzer
         self.tokenizer = Tokenizer(analyzer.stemmer)
@@ -150,7 +148,7 @@ class PostgresStore:
         with self.db.transaction() as conn:
             conn.execute("LOCK TABLE footnote_stats IN EXCLUSIVE MODE")
             conn.execute("TRUNCATE footnote_documents, footnote_chunks, footnote_sentences, footnote_chunk_terms, "
-                         "footnote_doc_terms, footnote_stems")
+                         "footnote_doc_terms, footnote_terms, footnote_stems")
             conn.execute("DROP INDEX IF EXISTS footnote_sentences_vector")
             conn.execute(f"ALTER TABLE footnote_sentences ALTER COLUMN vector TYPE vector({int(config.dimension)})")
             conn.execute(_VECTOR_INDEX)
@@ -192,7 +190,7 @@ class PostgresStore:
         postings' index-only scans work); autovacuum does it too, later."""
         if not force:
             return False
-        self.db.read("VACUUM (ANALYZE) footnote_chunk_terms, footnote_doc_terms, footnote_sentences, "
+        self.db.read("VACUUM (ANALYZE) footnote_chunk_terms, footnote_doc_terms, footnote_terms, footnote_sentences, "
                      "footnote_documents, footnote_chunks, footnote_stems")
         return True
 
@@ -412,6 +410,7 @@ class PostgresStore:
                       ["int8", "int8", "int8", "float4", "float4"], chunk_terms)
                 _copy(cur, "footnote_doc_terms (term, doc_id, tf, len)", ["int8", "int8", "float4", "float4"], doc_terms)
             self._count_stems(conn, stems, +1)
+            self._count_terms(conn, [(r.terms.tolist(), [c.terms.tolist() for c in r.chunks]) for r in prepared], +1)
             conn.execute(
                 "UPDATE footnote_stats SET version = version + 1, documents = documents + %s, chunks = chunks + %s, "
                 "sentences = sentences + %s, doc_length = doc_length + %s, chunk_length = chunk_length + %s, "
@@ -443,10 +442,30 @@ class PostgresStore:
             conn.execute("DELETE FROM footnote_chunks WHERE id >= %s AND id < %s", (chunk_lo, chunk_hi))
             conn.execute("DELETE FROM footnote_documents WHERE id = %s", (doc_id,))
             self._count_stems(conn, chunk_stems(self.analyzer, text, [(c[0], c[1]) for c in chunks]), -1)
+            self._count_terms(conn, [(terms, [c[3] for c in chunks])], -1)
             conn.execute(
                 "UPDATE footnote_stats SET documents = documents - 1, chunks = chunks - %s, sentences = sentences - %s, "
                 "doc_length = doc_length - %s, chunk_length = chunk_length - %s",
                 (chunk_hi - chunk_lo, sent_hi - sent_lo, length, sum(c[2] for c in chunks)))
+
+    @staticmethod
+    def _count_terms(conn: psycopg.Connection[Any], documents: list[tuple[list[int], list[list[int]]]],
+                     sign: int) -> None:
+        """Add (or take back) documents' share of the BM25 document frequencies: (the document's
+        term ids, each chunk's term ids) per document."""
+        chunk_df: Counter[int] = Counter()
+        doc_df: Counter[int] = Counter()
+        for doc_terms, chunks in documents:
+            doc_df.update(doc_terms)
+            for terms in chunks:
+                chunk_df.update(terms)
+        terms = sorted(chunk_df.keys() | doc_df.keys())  # a fixed order, as in _count_stems
+        if terms:
+            conn.execute(
+                "INSERT INTO footnote_terms (term, chunk_df, doc_df) SELECT * FROM unnest(%s::bigint[], %s::int[], "
+                "%s::int[]) ON CONFLICT (term) DO UPDATE SET chunk_df = footnote_terms.chunk_df + excluded.chunk_df, "
+                "doc_df = footnote_terms.doc_df + excluded.doc_df",
+                (terms, [sign * chunk_df[t] for t in terms], [sign * doc_df[t] for t in terms]))
 
     @staticmethod
     def _count_stems(conn: psycopg.Connection[Any], stems: Counter[str], sign: int) -> None:

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
         "ids in PostgreSQL with pgvector, shared by every server pointing at it. Unset: the embedded store in "
         "index_dir (one host).",
     )
+    database_ef_search: int = Field(
+        100, ge=1, le=1000, description="pgvector HNSW candidates per step of the database store's vector search "
+        "(iterative: steps repeat until enough are found); more: better recall, slower.",
+    )
     database_pool_size: int = Field(10, ge=1, le=200, description="Connections each server keeps to the database, at most.")
     database_timeout: float = Field(
         5.0, gt=0, le=120, description="Seconds to connect, or to wait for a free connection, before a request gets 503.",

@@ -53,8 +53,9 @@ class FakeLLM:
             reply = self._next()
             if reply.delay:
                 await asyncio.sleep(reply.delay)
-            if reply.status != 200:
-                return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, reply.status)
+            if reply.status != 200:  # as OpenAI's 401 does, the message echoes the credential it got
+                message = f"Incorrect API key provided: {request.headers.get('authorization')}"
+                return JSONResponse({"error": {"message": message, "type": "server_error"}}, reply.status)
             text = reply.write(body["messages"]) if reply.write else reply.text
             base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body["model"]}
             if not body.get("stream"):

@@ -24,8 +24,14 @@ def assert_spans_exact(body: dict, client: TestClient) -> None:
 
 def test_health_reports_the_loaded_index(client: TestClient) -> None:
     body = client.get("/health").json()
-    assert body == {"status": "ok", "documents": 2, "chunks": body["chunks"], "model": "all-MiniLM-L6-v2"}
+    assert body == {"status": "ok", "documents": 2, "chunks": body["chunks"], "model": "all-MiniLM-L6-v2", "skipped": {}}
     assert body["chunks"] >= 2
+
+
+def test_health_answers_load_balancer_probes(client: TestClient) -> None:
+    head = client.head("/health")
+    assert head.status_code == 200 and head.content == b""
+    assert client.get("/health", params={"ts": "1732900000"}).json()["status"] == "ok"
 
 
 def test_resolutions_are_quoted_with_exact_offsets(client: TestClient) -> None:

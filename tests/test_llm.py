@@ -122,8 +122,9 @@ def test_an_uncited_claim_is_flagged(llm_client: TestClient, fake_llm: FakeLLM) 
 
 @pytest.mark.parametrize(
     ("reply", "reason"),
-    [(Reply("too late", delay=6.0), "within 2 s"), (Reply(status=500), "Error code: 500")],
-    ids=["slow", "http-500"],
+    [(Reply("too late", delay=6.0), "within 2 s"), (Reply(status=500), "(HTTP 500)"),
+     (Reply(status=401), "(HTTP 401)")],
+    ids=["slow", "http-500", "http-401-echoing-the-key"],
 )
 def test_a_failing_endpoint_falls_back_to_the_extractive_answer(
     llm_client: TestClient, fake_llm: FakeLLM, engine: Engine, reply: Reply, reason: str
@@ -135,6 +136,7 @@ def test_a_failing_endpoint_falls_back_to_the_extractive_answer(
     assert response.status_code == 200
     body = response.json()
     assert body["mode"] == "extractive" and reason in body["fallback_reason"]
+    assert CANARY_KEY not in response.text and "Incorrect API key" not in response.text
     assert body["answer"] == engine.ask(QUESTION).answer and body["answerable"] is True
     assert elapsed < 5.0  # bounded by llm_timeout (2 s), not by the server's 6 s
 

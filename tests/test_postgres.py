@@ -77,6 +77,44 @@ def test_the_vector_index_is_built_after_a_first_build_and_rebuilt_if_missing(
     assert vector_index() is not None and again.search("Which resolutions were cited?") == expected
 
 
+def in_step(url: str) -> None:
+    """The statistics the store keeps equal a recount of its rows."""
+    with psycopg.connect(url) as conn:
+        stats = conn.execute("SELECT documents, chunks, sentences FROM footnote_stats").fetchone()
+        rows = conn.execute("SELECT (SELECT count(*) FROM footnote_documents), (SELECT count(*) FROM footnote_chunks), "
+                            "(SELECT count(*) FROM footnote_sentences)").fetchone()
+        assert stats == rows
+        assert conn.execute("SELECT count(*) FROM footnote_documents d WHERE chunk_hi - chunk_lo <> "
+                            "(SELECT count(*) FROM footnote_chunks c WHERE c.doc_id = d.id)").fetchone() == (0,)
+        wrong = conn.execute(
+            "SELECT count(*) FROM (SELECT term, chunk_df, doc_df FROM footnote_terms WHERE chunk_df <> 0 OR doc_df <> 0) t "
+            "FULL JOIN (SELECT term, count(*) AS n FROM footnote_chunk_terms GROUP BY term) c USING (term) "
+            "FULL JOIN (SELECT term, count(*) AS n FROM footnote_doc_terms GROUP BY term) d USING (term) "
+            "WHERE coalesce(t.chunk_df, 0) <> coalesce(c.n, 0) OR coalesce(t.doc_df, 0) <> coalesce(d.n, 0)").fetchone()
+        assert wrong == (0,)
+
+
+def test_statistics_follow_every_write_and_migration_2_recounts_them(
+    tmp_path: Path, corpus_dir: Path, database_url: str
+) -> None:
+    engine = hash_engine(tmp_path, corpus_dir, database_url)
+    engine.sync()
+    engine.add([("a.txt", b"The convoy reached Lisbon."), ("b.txt", b"The ferry left Oporto. The convoy waited.")])
+    engine.add([("a.txt", b"The convoy turned back at Faro.")])
+    engine.delete("000_ebf57527fa8dd4ca.txt")
+    in_step(database_url)
+    expected = engine.index.keyword("convoy Faro", 5)
+    # A database last migrated by the version before the term table: the migration builds it.
+    with psycopg.connect(database_url) as conn:
+        conn.execute("DROP TABLE footnote_terms")
+        conn.execute("DELETE FROM footnote_schema WHERE version = 2")
+    again = hash_engine(tmp_path, corpus_dir, database_url)
+    again.load()
+    in_step(database_url)
+    found = again.index.keyword("convoy Faro", 5)
+    assert found.ids.tolist() == expected.ids.tolist()
+
+
 def test_an_unreachable_database_is_named_by_host_never_by_password(tmp_path: Path, corpus_dir: Path) -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql://footnote:hunter2-canary@127.0.0.1:{port}/footnote"
@@ -254,12 +292,6 @@ def test_a_server_killed_mid_upload_leaves_old_or_new_and_every_acknowledged_doc
             text = found.text
             # The last acknowledged version, or one sent after it (in flight when killed).
             assert text.encode() in sent[name][sent[name].index(data):], f"after kill {kill + 1}: {name} went back"
-        with psycopg.connect(database_url) as conn:  # every document whole, the statistics in step
-            stats = conn.execute("SELECT documents, chunks, sentences FROM footnote_stats").fetchone()
-            rows = conn.execute("SELECT (SELECT count(*) FROM footnote_documents), (SELECT count(*) FROM footnote_chunks),"
-                                " (SELECT count(*) FROM footnote_sentences)").fetchone()
-            assert stats == rows
-            assert conn.execute("SELECT count(*) FROM footnote_documents d WHERE chunk_hi - chunk_lo <> "
-                                "(SELECT count(*) FROM footnote_chunks c WHERE c.doc_id = d.id)").fetchone() == (0,)
+        in_step(database_url)  # every document whole, the statistics in step
         store.close()
     assert len(acknowledged) == 4

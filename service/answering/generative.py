@@ -60,10 +60,11 @@ def _bounded(produce: Callable[[], Iterable[str]], timeout: float, what: str) ->
 
 
 def _describe(exc: Exception) -> str:
-    # The class name says what happened (APITimeoutError, InternalServerError, APIConnectionError);
-    # the message is kept short and never includes request headers, where the API key travels.
-    message = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    # The class name says what happened (APITimeoutError, InternalServerError, APIConnectionError),
+    # with the HTTP status if there was one. The message is left out: an endpoint may echo the
+    # request's credential in it ("Incorrect API key provided: sk-..."), and this text reaches clients.
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__} (HTTP {status})" if isinstance(status, int) else type(exc).__name__
 
 
 def _text(content: object) -> str:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from ..answering.grounding import defang
 from ..engine import MAX_TOP_K
 from ..errors import InvalidRequest
-from ..models import Answer, Filters, JsonInt, Mode, Turn
+from ..models import Answer, Filters, JsonInt, Mode, RequestModel, Turn
 from .deps import EngineDep
 from .responses import PROTECTED, TOO_LARGE
 from .security import known_query, require_key
@@ -31,13 +31,13 @@ router = APIRouter(
 )
 
 
-class ContentPart(BaseModel):
+class ContentPart(RequestModel):
     model_config = ConfigDict(extra="ignore")
     type: str
     text: str | None = None
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(RequestModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
@@ -48,7 +48,7 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(RequestModel):
     # Sampling options OpenAI clients send (temperature, max_tokens, ...) are accepted and ignored.
     model_config = ConfigDict(extra="ignore")
 

@@ -11,24 +11,36 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import ConfigDict, Field, StrictStr, field_validator
 
 from ..engine import MAX_QUESTION_CHARS, MAX_TOP_K
 from ..errors import FootnoteError
 from ..feedback import FeedbackEntry, Vote
 from ..indexing import IndexReport
-from ..models import Answer, DocumentDetail, DocumentSummary, Filters, Health, IndexChange, JsonInt, Mode, Turn
+from ..models import (
+    Answer,
+    DocumentDetail,
+    DocumentSummary,
+    Filters,
+    Health,
+    IndexChange,
+    JsonInt,
+    Mode,
+    RequestModel,
+    Turn,
+)
 from .deps import EngineDep, FeedbackDep
-from .responses import INVALID, NOT_FOUND, PROTECTED, TOO_LARGE, UNAVAILABLE, ErrorBody
+from .responses import NOT_FOUND, PROTECTED, TOO_LARGE, UNAVAILABLE, ErrorBody
 from .security import known_query, require_key
 
 log = logging.getLogger(__name__)
 # /health stays open for load balancers; everything else needs a key once keys are configured.
-public = APIRouter(dependencies=[Depends(known_query)])
+# Load balancers probe with HEAD and with cache-busting queries (`?ts=...`): /health takes both.
+public = APIRouter()
 router = APIRouter(dependencies=[Depends(require_key), Depends(known_query)], responses=PROTECTED)
 
 
-class AskRequest(BaseModel):
+class AskRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     question: StrictStr = Field(min_length=1, max_length=MAX_QUESTION_CHARS, examples=["Which resolutions were cited?"])
@@ -48,7 +60,7 @@ class AskRequest(BaseModel):
         return value
 
 
-@public.get("/health", response_model=Health, responses={**UNAVAILABLE, **INVALID})
+@public.api_route("/health", methods=["GET", "HEAD"], response_model=Health, responses=UNAVAILABLE)
 async def health(engine: EngineDep) -> Health:
     # Not in the workers' thread pool: it answers even while every worker thread is busy. (Off the
     # event loop too: with a database, it waits on it.)

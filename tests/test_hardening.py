@@ -1,0 +1,139 @@
+"""Regressions from the second hardening pass (a careless or hostile client must not hurt anyone
+else): each test reproduces what was reported and checks the fix."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import threading
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import create_app
+from service.embedding import QueryBatcher
+from service.engine import build_engine
+from service.settings import Settings
+
+from . import files
+from .fake_embedder import HashEmbedder
+
+LONE = "\\ud800"  # as JSON spells it: a lone surrogate once parsed
+ASK = '{"question": "Which resolutions were cited?"'
+CHAT = '{"model": "footnote", "messages": [%s]}'
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/ask", f'{{"question": "Which {LONE} resolutions?"}}'),
+        ("/ask", f'{ASK}, "filters": {{"source": ["{LONE}"]}}}}'),
+        ("/ask", f'{ASK}, "history": [{{"question": "{LONE}", "answer": "ok"}}]}}'),
+        ("/ask/stream", f'{ASK}, "filters": {{"source": ["{LONE}"]}}}}'),
+        ("/v1/chat/completions", CHAT % f'{{"role": "user", "content": "{LONE}"}}'),
+        ("/v1/chat/completions", CHAT % f'{{"role": "user", "content": [{{"type": "text", "text": "{LONE}"}}]}}'),
+        ("/v1/chat/completions", CHAT % (f'{{"role": "user", "content": "{LONE}"}}, {{"role": "assistant", '
+                                         '"content": "ok"}, {"role": "user", "content": "And then?"}')),
+        ("/v1/chat/completions", (CHAT % f'{{"role": "user", "content": "{LONE}"}}')[:-1] + ', "stream": true}'),
+    ],
+    ids=["question", "filters.source", "history", "stream", "chat", "chat-part", "chat-earlier-turn", "chat-stream"],
+)
+def test_a_lone_surrogate_is_a_422_for_that_request_only(client: TestClient, path: str, body: str) -> None:
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "unicode" in response.json()["message"].lower()  # "lone surrogate", or pydantic's strict string
+    assert client.post("/ask", json={"question": "Which resolutions were cited?"}).json()["answerable"]
+
+
+class FailsOn(HashEmbedder):
+    """An embedder that fails a batch holding one bad text (as a tokenizer does)."""
+
+    def __init__(self, bad: str) -> None:
+        super().__init__()
+        self.bad = bad
+        self.gate = threading.Event()
+
+    def embed(self, texts: Sequence[str], progress: object = None) -> np.ndarray:
+        self.gate.wait(5)  # hold the first call, so the rest queue into one batch
+        if self.bad in texts:
+            raise ValueError("tokenizer failed")
+        return super().embed(texts)
+
+
+def test_one_failing_question_does_not_fail_its_batch() -> None:
+    embedder = FailsOn("poison")
+    batcher = QueryBatcher(embedder)
+    first = batcher.submit("warm-up question")  # taken alone; the others queue behind it
+    futures = [batcher.submit(text) for text in ("alpha", "poison", "gamma", "delta")]
+    embedder.gate.set()
+    assert first.result(5).shape == (384,)
+    with pytest.raises(ValueError, match="tokenizer failed"):
+        futures[1].result(5)
+    for text, future in zip(("alpha", "gamma", "delta"), (futures[0], futures[2], futures[3])):
+        np.testing.assert_allclose(future.result(5), HashEmbedder().embed([text])[0])
+
+
+@pytest.fixture
+def own_client(tmp_path: Path, corpus_dir: Path) -> Iterator[TestClient]:
+    """A server over a corpus copy of this test's own (uploads land in its folder)."""
+    shutil.copytree(corpus_dir, tmp_path / "corpus")
+    engine = build_engine(Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index",
+                                   state_dir=tmp_path / "state"), embedder=HashEmbedder())
+    with TestClient(create_app(engine=engine, sync=True)) as client:
+        yield client
+
+
+def _docx_with(xml: bytes, encrypted: bool = False) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("word/document.xml")
+        if encrypted:
+            info.flag_bits |= 0x1  # "encrypted": zipfile asks for a password
+        zf.writestr(info, xml)
+    return out.getvalue()
+
+
+def _pdf_with_trailer(extra: bytes) -> bytes:
+    data = files.pdf(["Resolution 2270 was cited."])
+    return data.replace(b"/Root 1 0 R >>", b"/Root 1 0 R " + extra + b" >>")
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("locked.docx", _docx_with(b"<w:document/>", encrypted=True)),
+        ("bogus.docx", _docx_with(b'<?xml version="1.0" encoding="x-bogus"?><w:document/>')),
+        ("v99.pdf", _pdf_with_trailer(b"/Encrypt << /Filter /Standard /V 99 /R 99 /O <00> /U <00> /P -4 >> "
+                                      b"/ID [<00> <00>]")),
+    ],
+    ids=["docx-encrypted-member", "docx-unknown-encoding", "pdf-unknown-encryption"],
+)
+def test_malformed_files_are_a_422_naming_the_file(own_client: TestClient, tmp_path: Path, corpus_dir: Path,
+                                                   name: str, data: bytes) -> None:
+    client = own_client
+    before = client.get("/documents").json()
+    response = client.post("/documents", files=[("files", (name, data))])
+    assert response.status_code == 422, response.text
+    assert name in response.json()["message"]
+    assert client.get("/documents").json() == before
+    assert sorted(p.name for p in (tmp_path / "corpus").iterdir()) == sorted(p.name for p in corpus_dir.iterdir())
+
+
+def test_unreadable_corpus_files_are_skipped_and_listed_not_fatal(tmp_path: Path, corpus_dir: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpus_dir, corpus)
+    (corpus / "empty.txt").write_bytes(b"")
+    (corpus / "scan.pdf").write_bytes(files.pdf([""]))  # an image-only page: no text layer
+    (corpus / "locked.docx").write_bytes(_docx_with(b"<w:document/>", encrypted=True))
+    engine = build_engine(Settings(corpus_dir=corpus, index_dir=tmp_path / "index", state_dir=tmp_path / "state"),
+                          embedder=HashEmbedder())
+    report = engine.start()
+    assert report is not None and set(report.skipped) == {"empty.txt", "scan.pdf", "locked.docx"}
+    assert "skipped, unreadable" in report.summary() and "OCR" in report.skipped["scan.pdf"]
+    with TestClient(create_app(engine=engine)) as client:
+        health = client.get("/health").json()
+        assert health["documents"] == 2 and set(health["skipped"]) == set(report.skipped)
