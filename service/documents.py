@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -114,18 +115,33 @@ def load_documents(paths: Iterable[Path]) -> list[Document]:
     return [read_document(path, source) for source, path in discover(paths).items()]
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]+")
+# Letters and digits of every script stay (``\w``); punctuation that file systems or shells treat
+# specially (``? * : | " < >`` and the like) becomes ``_``.
+_UNSAFE = re.compile(r"[^\w.() +-]+")
+# Bytes per path part kept (file systems allow 255; room is left for the staging suffixes).
+MAX_NAME_BYTES = 200
 
 
 def safe_name(name: str) -> str:
     """A relative source name that stays inside the folder it is written to: ``..``, absolute
-    roots, hidden-file dots, control and other odd characters are dropped or replaced."""
+    roots, hidden-file dots, control and other odd characters are dropped or replaced; letters
+    of any script are kept (NFC-normalised), and a long name is cut before its extension."""
     parts = []
-    for part in re.split(r"[/\\]+", name):
+    for part in re.split(r"[/\\]+", unicodedata.normalize("NFC", name)):
         part = _UNSAFE.sub("_", "".join(ch for ch in part if ch.isprintable())).strip(" ._")
         if part and part not in (".", ".."):
-            parts.append(part[:150])
+            parts.append(_shortened(part))
     cleaned = "/".join(parts)
     if not cleaned or "." not in parts[-1]:
         raise InvalidRequest(f"file name {name!r} has no usable name and extension")
     return cleaned
+
+
+def _shortened(part: str) -> str:
+    if len(part.encode()) <= MAX_NAME_BYTES:
+        return part
+    stem, dot, suffix = part.rpartition(".")
+    if not dot or len(suffix.encode()) > 16:
+        stem, suffix = part, ""
+    room = MAX_NAME_BYTES - len(suffix.encode()) - len(dot)
+    return stem.encode()[:room].decode("utf-8", "ignore").rstrip(" ._") + dot + suffix

@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -184,8 +185,11 @@ class DocumentWriter:
         then are their files put in the corpus folder."""
         began = time.perf_counter()
         documents: dict[str, tuple[bytes, Document]] = {}
+        renamed: dict[str, str] = {}  # names sanitizing changed -> as sent
         for raw_name, data in files:
             name = safe_name(raw_name)
+            if name != unicodedata.normalize("NFC", raw_name):
+                renamed[name] = raw_name
             if len(data) > self.settings.max_upload_bytes:
                 raise DocumentTooLarge(f"{name}: {len(data)} bytes, over the limit of {self.settings.max_upload_bytes}")
             if name in documents:
@@ -203,6 +207,10 @@ class DocumentWriter:
         with self._lock:
             by_hash = self.store.with_text({doc.sha256 for _, doc in documents.values()})
             known = self.live.view().infos(set(documents))
+            for name, sent in renamed.items():
+                if name in known:  # another file's name, reached by sanitizing: never a silent replace
+                    raise InvalidRequest(f"file name {sent!r} would be stored as {name!r}, which is another "
+                                         "document's name: rename the file (or send it as that name to replace it)")
             fresh: list[Document] = []
             for name, (_, doc) in documents.items():
                 holder = by_hash.get(doc.sha256)

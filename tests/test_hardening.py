@@ -15,8 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
+from service.api.security import RateLimit
 from service.embedding import QueryBatcher
-from service.engine import build_engine
+from service.engine import Engine, build_engine
 from service.settings import Settings
 
 from . import files
@@ -137,3 +138,57 @@ def test_unreadable_corpus_files_are_skipped_and_listed_not_fatal(tmp_path: Path
     with TestClient(create_app(engine=engine)) as client:
         health = client.get("/health").json()
         assert health["documents"] == 2 and set(health["skipped"]) == set(report.skipped)
+
+
+KEYS = ["key-one-7c1d", "key-two-9e4a"]
+
+
+@pytest.fixture
+def limited(engine: Engine) -> Iterator[TestClient]:
+    settings = Settings(corpus_dir=engine.settings.corpus_dir, index_dir=engine.settings.index_dir,
+                        api_keys=",".join(KEYS), rate_limit_per_minute=30, rate_limit_burst=3)
+    with TestClient(create_app(engine=build_engine(settings, embedder=engine.embedder))) as client:
+        yield client
+
+
+def test_made_up_keys_share_their_address_bucket(limited: TestClient) -> None:
+    statuses = [limited.get("/documents", headers={"Authorization": f"Bearer made-up-{n}"}).status_code
+                for n in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]
+
+
+def test_a_key_is_one_bucket_however_its_header_is_spelled(limited: TestClient) -> None:
+    spellings = [f"Bearer {KEYS[0]}", f"bearer {KEYS[0]}", f"BEARER  {KEYS[0]}", f"Bearer {KEYS[0]} "]
+    statuses = [limited.get("/documents", headers={"Authorization": s}).status_code for s in spellings]
+    assert statuses[3] == 429 and all(s in (200, 401) for s in statuses[:3])
+
+
+def test_two_authorization_headers_are_refused(limited: TestClient) -> None:
+    response = limited.get("/documents", headers=[("Authorization", f"Bearer {KEYS[0]}"),
+                                                  ("Authorization", "Bearer other")])
+    assert response.status_code == 400 and "one Authorization header" in response.json()["detail"]
+
+
+def test_the_callers_remembered_are_bounded() -> None:
+    async def app(scope: object, receive: object, send: object) -> None:
+        return None
+
+    limit = RateLimit(app, per_minute=60, burst=5, max_callers=100)  # type: ignore[arg-type]
+    for n in range(10_000):
+        limit._take(f"addr:10.0.{n // 256}.{n % 256}")
+    assert len(limit._buckets) == 100
+    assert "addr:10.0.39.15" in limit._buckets  # the most recent stay
+
+
+def test_unicode_names_are_kept_and_collisions_refused(own_client: TestClient) -> None:
+    client = own_client
+    for name in ("报告.txt", "报告1.txt", "文件1.txt", "q?.txt"):
+        response = client.post("/documents", files=[("files", (name, f"The note {name} counts nine owls.".encode()))])
+        assert response.status_code == 200, response.text
+    sources = {d["source"] for d in client.get("/documents").json()}
+    assert {"报告.txt", "报告1.txt", "文件1.txt", "q_.txt"} <= sources
+    clash = client.post("/documents", files=[("files", ("q*.txt", b"Another note about owls."))])
+    assert clash.status_code == 422 and "q_.txt" in clash.json()["message"]
+    assert "nine owls" in client.get("/documents/q_.txt").json()["text"]  # not replaced
+    long = client.post("/documents", files=[("files", ("a" * 151 + ".txt", b"A long-named note about owls."))])
+    assert long.status_code == 200 and long.json()["added"][0].endswith(".txt")

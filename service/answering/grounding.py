@@ -29,10 +29,17 @@ MARKER = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
 _SENTENCE_END = re.compile(r"[.!?](?:[ \t]*\[[\d,\s]+\])*[ \t]+|\n+")
 # Outside content a model could be talked into emitting: images (which fetch on render), links,
 # raw HTML, URLs. Images, HTML and URLs go; a link keeps its text.
-_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _HTML = re.compile(r"</?\s*[a-zA-Z][^>]*>")
-_URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+", re.I)
+# A reference definition (`[g]: //host/x`) turns `[x][g]` or `[g]` anywhere into a link: it goes.
+_REFERENCE = re.compile(r"^[ \t]{0,3}\[[^\]\n]+\]:[ \t]*\S.*$", re.M)
+# URLs with a scheme, protocol-relative (`//host`), `www.`, e-mail addresses, and bare domains
+# of common top-level domains (chat renderers such as Slack link those too).
+_URL = re.compile(
+    r"\b(?:https?|ftp)://\S+|\bwww\.\S+|(?<![\w:/])//[\w-]+(?:\.[\w-]+)+\S*|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"
+    r"|\b(?:[\w-]+\.)+(?:com|org|net|io|co|ai|app|dev|info|biz|xyz|example|gov|edu)\b\S*",
+    re.I,
+)
+
 _REFUSAL = re.compile(r"do(?:es)? not (?:cover|contain|answer)|cannot be answered|no information", re.I)
 # Sentences with fewer informative words than this ("Here is what I found:") are not claims.
 _CLAIM_MIN_TERMS = 2
@@ -51,8 +58,44 @@ class Checked:
 
 
 def _unlinked(text: str) -> str:
-    """``text`` without images, link targets or HTML tags."""
-    return _HTML.sub("", _LINK.sub(lambda m: m.group(1), _IMAGE.sub("", text)))
+    """``text`` without images, link targets, reference definitions or HTML tags. Brackets are
+    paired by depth in one pass, so nested ones (``![a [b]](//x)``) are taken whole, in linear
+    time whatever the nesting."""
+    text = _REFERENCE.sub("", text)
+    brackets, parens = _pairs(text, "[", "]"), _pairs(text, "(", ")")
+    out: list[str] = []
+    resume: dict[int, int] = {}  # a link's closing `]` -> past its `(target)`
+    i = 0
+    while i < len(text):
+        if i in resume:
+            i = resume.pop(i)
+            continue
+        image = text.startswith("![", i)
+        opening = i + 1 if image else i
+        end = brackets.get(opening)
+        target = parens.get(end + 1) if end is not None else None
+        if end is not None and target is not None:
+            if image:  # gone, alt text and all
+                i = target + 1
+            else:  # its text stays (and is read on for links inside it); the target goes
+                resume[end] = target + 1
+                i = opening + 1
+            continue
+        out.append(text[i])
+        i += 1
+    return _HTML.sub("", "".join(out))
+
+
+def _pairs(text: str, opening: str, closing: str) -> dict[int, int]:
+    """Each opening bracket's position -> its partner's, for the brackets that close."""
+    stack: list[int] = []
+    pairs: dict[int, int] = {}
+    for j, ch in enumerate(text):
+        if ch == opening:
+            stack.append(j)
+        elif ch == closing and stack:
+            pairs[stack.pop()] = j
+    return pairs
 
 
 def defang(text: str) -> str:

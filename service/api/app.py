@@ -55,7 +55,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
     )
     # Added last, runs first: a caller over its rate is refused before its body is read.
     app.add_middleware(BodyLimit, limit=configured.max_upload_bytes)
-    app.add_middleware(RateLimit, per_minute=configured.rate_limit_per_minute, burst=configured.rate_limit_burst)
+    app.add_middleware(RateLimit, per_minute=configured.rate_limit_per_minute, burst=configured.rate_limit_burst,
+                       keys=configured.keys())
     install_error_handlers(app)
     app.include_router(public)
     app.include_router(router)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import math
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -63,25 +64,33 @@ async def require_key(request: Request, credentials: Credentials) -> None:
 
 
 class RateLimit:
-    """A token bucket per caller: per API key (hashed) when a request carries one, else per client
-    address. ``per_minute`` requests a minute on average, up to ``burst`` at once; beyond that,
-    429 with `Retry-After`. /health and Slack's signed callbacks are not counted. Per process:
-    with several workers, each allows the rate."""
+    """A token bucket per caller: per API key when a request carries a valid one, else per client
+    address (a made-up or wrong key is the address's, so it buys no fresh bucket). ``per_minute``
+    requests a minute on average, up to ``burst`` at once; beyond that, 429 with `Retry-After`.
+    /health and Slack's signed callbacks are not counted. The buckets are a bounded LRU (each
+    request costs O(1), however many callers there were). A request with two `Authorization`
+    headers is refused: which one would count? Per process: with several workers, each allows
+    the rate."""
 
     EXEMPT = ("/health", "/slack/events")
-    MAX_CALLERS = 100_000
 
-    def __init__(self, app: ASGIApp, per_minute: int, burst: int) -> None:
+    def __init__(self, app: ASGIApp, per_minute: int, burst: int, keys: Sequence[str] = (),
+                 max_callers: int = 100_000) -> None:
         self.app = app
         self.rate = per_minute / 60.0
         self.burst = float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, updated)
+        self.keys = [k.encode() for k in keys]
+        self.max_callers = max_callers
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # caller -> (tokens, updated)
         self._lock = threading.Lock()
 
-    def _caller(self, scope: Scope) -> str:
-        authorization = dict(scope["headers"]).get(b"authorization")
+    def _caller(self, authorization: bytes | None, scope: Scope) -> str:
         if authorization:
-            return "key:" + hashlib.sha256(authorization).hexdigest()
+            scheme, _, token = authorization.strip().partition(b" ")
+            if scheme.lower() == b"bearer":
+                for n, key in enumerate(self.keys):
+                    if hmac.compare_digest(token.strip(), key):
+                        return f"key:{n}"
         client = scope.get("client")
         return f"addr:{client[0] if client else '?'}"
 
@@ -89,31 +98,39 @@ class RateLimit:
         """0 if the request may go ahead, else the seconds until it may."""
         now = time.monotonic()
         with self._lock:
-            tokens, updated = self._buckets.get(caller, (self.burst, now))
+            tokens, updated = self._buckets.pop(caller, (self.burst, now))
             tokens = min(self.burst, tokens + (now - updated) * self.rate)
-            if tokens >= 1:
-                if len(self._buckets) >= self.MAX_CALLERS:  # forget idle callers (a full bucket each)
-                    self._buckets = {c: b for c, b in self._buckets.items() if b[0] < self.burst}
-                self._buckets[caller] = (tokens - 1, now)
-                return 0.0
-            self._buckets[caller] = (tokens, now)
-            return (1 - tokens) / self.rate
+            allowed = tokens >= 1
+            self._buckets[caller] = (tokens - 1 if allowed else tokens, now)  # the most recent, last
+            if len(self._buckets) > self.max_callers:
+                self._buckets.popitem(last=False)
+            return 0.0 if allowed else (1 - tokens) / self.rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.rate <= 0 or scope["path"] in self.EXEMPT:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        wait = self._take(self._caller(scope))
+        authorizations = [v for k, v in scope["headers"] if k == b"authorization"]
+        if len(authorizations) > 1:
+            await _reply(send, 400, {"detail": "send one Authorization header, not several"})
+            return
+        if self.rate <= 0 or scope["path"] in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        wait = self._take(self._caller(authorizations[0] if authorizations else None, scope))
         if not wait:
             await self.app(scope, receive, send)
             return
         retry = max(1, math.ceil(wait))
-        body = json.dumps({"detail": f"rate limit exceeded: retry in {retry} s"}).encode()
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(retry).encode()),
-        ]})
-        await send({"type": "http.response.body", "body": body})
+        await _reply(send, 429, {"detail": f"rate limit exceeded: retry in {retry} s"}, [(b"retry-after", str(retry).encode())])
+
+
+async def _reply(send: Send, status: int, content: dict, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps(content).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or []),
+    ]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:
