@@ -34,7 +34,7 @@ from .errors import (
     InvalidRequest,
 )
 from .feedback import FeedbackStore, PostgresFeedback, PostgresSeenKeys, SeenKeys, SqliteFeedback, SqliteSeenKeys
-from .indexing import IndexReport, Progress, check_config, index_config, prepare
+from .indexing import IndexReport, Progress, check_config, check_size, index_config, prepare
 from .migration import migrate_legacy
 from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Mode, Passage, Turn
 from .onnx_embedding import OnnxEmbedder
@@ -142,6 +142,7 @@ class DocumentWriter:
                     continue
                 try:
                     doc = read_document(path, source)
+                    check_size(doc, self.settings.max_document_sentences)
                 except CorpusError as exc:  # one bad file does not keep the rest from being served
                     log.warning("skipping %s", exc)
                     report.skipped[source] = str(exc)
@@ -195,6 +196,7 @@ class DocumentWriter:
             if name in documents:
                 raise InvalidRequest(f"two files would both be named {name!r}")
             documents[name] = (data, load_bytes(name, data))
+            check_size(documents[name][1], self.settings.max_document_sentences)
         paths = {name: self._corpus_path(name) for name in documents}
         try:
             if not self.live.loaded:

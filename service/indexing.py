@@ -6,10 +6,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .chunking import CHUNKER_VERSION, chunk_document, chunk_sentences
+from .chunking import CHUNKER_VERSION, chunk_document, chunk_sentences, split_sentences
 from .documents import Document
 from .embedding import Embedder
-from .errors import IndexMismatch
+from .errors import IndexMismatch, InvalidDocument
 from .store import FileStamp, IndexConfig, PreparedDocument
 
 Progress = Callable[[int, int], None]
@@ -71,6 +71,14 @@ def check_config(found: IndexConfig, wanted: IndexConfig) -> None:
                 f"index was built with {label} {a!r} but settings ask for {b!r}: "
                 "rebuild with `footnote index --rebuild`"
             )
+
+
+def check_size(doc: Document, max_sentences: int) -> None:
+    """Refuse a document of more sentences than one write should embed (a 100,000-line log)."""
+    count = len(split_sentences(doc.text, doc.body_start))
+    if count > max_sentences:
+        raise InvalidDocument(f"{doc.source}: {count:,} sentences, over the limit of {max_sentences:,} per document "
+                              "(FOOTNOTE_MAX_DOCUMENT_SENTENCES); split it")
 
 
 def prepare(

@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     slack_slash_response: Literal["ephemeral", "in_channel"] = Field(
         "ephemeral", description="Who sees a /footnote answer: the asker only, or the channel."
     )
+    max_document_sentences: int = Field(
+        50_000, ge=1, description="Most sentences one document may have (a larger one is refused with 422, or "
+        "skipped in the corpus folder): each is embedded, about 40 a second per core.",
+    )
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, ge=1, description="Largest request body POST /documents accepts (413 beyond)."
     )

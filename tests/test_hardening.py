@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 import threading
+import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ from service.api import create_app
 from service.api.security import RateLimit
 from service.embedding import QueryBatcher
 from service.engine import Engine, build_engine
+from service.errors import InvalidDocument
+from service.loaders import extract
 from service.settings import Settings
 
 from . import files
@@ -192,3 +195,27 @@ def test_unicode_names_are_kept_and_collisions_refused(own_client: TestClient) -
     assert "nine owls" in client.get("/documents/q_.txt").json()["text"]  # not replaced
     long = client.post("/documents", files=[("files", ("a" * 151 + ".txt", b"A long-named note about owls."))])
     assert long.status_code == 200 and long.json()["added"][0].endswith(".txt")
+
+
+def test_a_document_over_the_sentence_limit_is_refused_and_later_writes_stay_fast(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    shutil.copytree(corpus_dir, tmp_path / "corpus")
+    engine = build_engine(Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index",
+                                   state_dir=tmp_path / "state", max_document_sentences=20_000), embedder=HashEmbedder())
+    engine.sync()
+    lines = "".join(f"Line {i} notes item {i * 7} in the ledger.\n" for i in range(30_000)).encode()
+    with pytest.raises(InvalidDocument, match="30,000 sentences, over the limit of 20,000"):
+        engine.add([("log.txt", lines)])
+    assert not (tmp_path / "corpus" / "log.txt").exists()
+    report = engine.add([("ledger.txt", lines[: len(lines) // 2])])  # 15,000 lines: indexed in one write
+    assert report.added == ["ledger.txt"]
+    (tmp_path / "corpus" / "log.txt").write_bytes(lines)  # in the folder: skipped, not fatal
+    assert "log.txt" in engine.sync().skipped
+
+
+def test_hostile_html_is_read_in_linear_time() -> None:
+    began = time.perf_counter()
+    found = extract("page.html", ("<p>Owls nest here.</p>" + "<a " * 50_000).encode())
+    assert "Owls nest here." in found.text
+    assert time.perf_counter() - began < 10  # html.parser took about a minute on a fifth of this
