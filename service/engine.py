@@ -453,6 +453,10 @@ class Engine:
     def sync(self, rebuild: bool = False, progress: Progress | None = None) -> IndexReport:
         return self.writer.sync(rebuild, progress)
 
+    def close(self) -> None:
+        """Release the store (its files, or its database connections)."""
+        self.store.close()
+
     def start(self, progress: Progress | None = None) -> IndexReport | None:
         """Ready the index for serving. The embedded store follows the corpus folder at every
         start; a shared database is the truth (other servers' uploads live there, not in this

@@ -9,7 +9,7 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -33,17 +33,28 @@ from .serving import Server
 from .test_slack import BOT_TOKEN, SECRET, event_body, mention, signed
 
 
-def hash_engine(tmp_path: Path, corpus_dir: Path, url: str, **overrides: object) -> Engine:
-    corpus = tmp_path / "corpus"
-    if not corpus.exists():
-        shutil.copytree(corpus_dir, corpus)
-    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", state_dir=tmp_path / "state",
-                        database_url=url, **overrides)
-    return build_engine(settings, embedder=HashEmbedder())
+@pytest.fixture
+def hash_engine() -> Iterator[Callable[..., Engine]]:
+    """hash_engine(folder, corpus, url, **settings) -> an engine over the database at ``url`` (closed
+    at the end of the test)."""
+    built: list[Engine] = []
+
+    def build(tmp_path: Path, corpus_dir: Path, url: str, **overrides: object) -> Engine:
+        corpus = tmp_path / "corpus"
+        if not corpus.exists():
+            shutil.copytree(corpus_dir, corpus)
+        settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", state_dir=tmp_path / "state",
+                            database_url=url, **overrides)
+        built.append(build_engine(settings, embedder=HashEmbedder()))
+        return built[-1]
+
+    yield build
+    for engine in built:
+        engine.close()
 
 
 def test_the_schema_is_migrated_once_and_a_newer_one_is_refused(
-    tmp_path: Path, corpus_dir: Path, database_url: str
+    tmp_path: Path, corpus_dir: Path, database_url: str, hash_engine: Callable[..., Engine]
 ) -> None:
     hash_engine(tmp_path, corpus_dir, database_url).sync()
     hash_engine(tmp_path, corpus_dir, database_url).load()  # a second start migrates nothing
@@ -57,7 +68,7 @@ def test_the_schema_is_migrated_once_and_a_newer_one_is_refused(
 
 
 def test_the_vector_index_is_built_after_a_first_build_and_rebuilt_if_missing(
-    tmp_path: Path, corpus_dir: Path, database_url: str
+    tmp_path: Path, corpus_dir: Path, database_url: str, hash_engine: Callable[..., Engine]
 ) -> None:
     """A first build loads the vectors without their HNSW index and builds it at the end; a
     build that died before that leaves it missing, and the next start builds it."""
@@ -95,7 +106,7 @@ def in_step(url: str) -> None:
 
 
 def test_statistics_follow_every_write_and_migration_2_recounts_them(
-    tmp_path: Path, corpus_dir: Path, database_url: str
+    tmp_path: Path, corpus_dir: Path, database_url: str, hash_engine: Callable[..., Engine]
 ) -> None:
     engine = hash_engine(tmp_path, corpus_dir, database_url)
     engine.sync()
@@ -115,7 +126,9 @@ def test_statistics_follow_every_write_and_migration_2_recounts_them(
     assert found.ids.tolist() == expected.ids.tolist()
 
 
-def test_an_unreachable_database_is_named_by_host_never_by_password(tmp_path: Path, corpus_dir: Path) -> None:
+def test_an_unreachable_database_is_named_by_host_never_by_password(
+    tmp_path: Path, corpus_dir: Path, hash_engine: Callable[..., Engine]
+) -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql://footnote:hunter2-canary@127.0.0.1:{port}/footnote"
     engine = hash_engine(tmp_path, corpus_dir, url, database_timeout=1)
@@ -128,7 +141,7 @@ def test_an_unreachable_database_is_named_by_host_never_by_password(tmp_path: Pa
 
 
 def test_feedback_and_slack_event_ids_are_shared_between_servers(
-    tmp_path: Path, corpus_dir: Path, database_url: str
+    tmp_path: Path, corpus_dir: Path, database_url: str, hash_engine: Callable[..., Engine]
 ) -> None:
     one, two = (hash_engine(tmp_path / name, corpus_dir, database_url) for name in ("one", "two"))
     assert one.seen.first_time("event:Ev1") and not two.seen.first_time("event:Ev1")
@@ -158,7 +171,7 @@ def own_postgres() -> Iterator[PostgresServer]:
 
 
 def test_a_database_outage_gives_503s_and_the_server_recovers_by_itself(
-    tmp_path: Path, corpus_dir: Path, own_postgres: PostgresServer
+    tmp_path: Path, corpus_dir: Path, own_postgres: PostgresServer, hash_engine: Callable[..., Engine]
 ) -> None:
     url = own_postgres.new_database()
     engine = hash_engine(tmp_path, corpus_dir, url, database_timeout=1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +28,22 @@ OTHER = "004_db5665c2341ed43f.txt"
 
 
 @pytest.fixture(params=["embedded", "postgres"])
-def make(request: pytest.FixtureRequest, tmp_path: Path, corpus_dir: Path) -> Factory:
+def make(request: pytest.FixtureRequest, tmp_path: Path, corpus_dir: Path) -> Iterator[Factory]:
     """make(model=..., **settings) -> a new engine over this test's one index."""
     corpus = tmp_path / "corpus"
     shutil.copytree(corpus_dir, corpus)
     url = request.getfixturevalue("database_url") if request.param == "postgres" else None
+    built: list[Engine] = []
 
     def build(model: str = "hash-embedder", **overrides: object) -> Engine:
         settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", state_dir=tmp_path / "state",
                             database_url=url, **overrides)
-        return build_engine(settings, embedder=HashEmbedder(model))
+        built.append(build_engine(settings, embedder=HashEmbedder(model)))
+        return built[-1]
 
-    return build
+    yield build
+    for engine in built:
+        engine.close()
 
 
 def best_source(engine: Engine, question: str) -> str | None:

@@ -60,7 +60,8 @@ class AskRequest(RequestModel):
         return value
 
 
-@public.api_route("/health", methods=["GET", "HEAD"], response_model=Health, responses=UNAVAILABLE)
+@public.get("/health", response_model=Health, responses=UNAVAILABLE)
+@public.head("/health", response_model=Health, include_in_schema=False)
 async def health(engine: EngineDep) -> Health:
     # Not in the workers' thread pool: it answers even while every worker thread is busy. (Off the
     # event loop too: with a database, it waits on it.)
