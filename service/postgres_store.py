@@ -51,6 +51,8 @@ from .text import Analyzer
 EXACT_FILTER_SENTENCES = 20_000
 
 _VECTOR_INDEX = "CREATE INDEX IF NOT EXISTS footnote_sentences_vector ON footnote_sentences USING hnsw (vector vector_cosine_ops)"
+# A nearest sentence with its score and the chunks holding it (which the dense signal needs next).
+_NEAREST = "id, 1 - (vector <=> %(q)s::vector), first_chunk, last_chunk"
 _INFO = "source, sha256, title, date, metadata, pages, chunk_hi - chunk_lo"
 
 # BM25 as the embedded store computes it (``keywords.Field.scores``): Lucene's idf over live
@@ -67,7 +69,7 @@ st AS (SELECT documents::float8 AS nd, chunks::float8 AS nc, doc_length / greate
               chunk_length / greatest(chunks, 1) AS chunk_avg FROM footnote_stats),
 w AS (SELECT q.term, q.rep * ln(1 + (st.nc - t.chunk_df + 0.5::float8) / (t.chunk_df + 0.5::float8)) AS cw,
              q.rep * ln(1 + (st.nd - t.doc_df + 0.5::float8) / (t.doc_df + 0.5::float8)) AS dw
-      FROM q JOIN footnote_terms t USING (term) CROSS JOIN st),
+      FROM q JOIN (SELECT * FROM footnote_terms WHERE term = ANY(%(terms)s)) AS t USING (term) CROSS JOIN st),
 cs AS (SELECT p.chunk_id, min(p.doc_id) AS doc_id,
               sum(w.cw * p.tf / (p.tf + %(k1)s::float8 * (1 - %(b)s::float8 + %(b)s::float8 * p.len / st.chunk_avg))) AS s
        FROM footnote_chunk_terms p JOIN w USING (term) CROSS JOIN st WHERE p.term = ANY(%(terms)s) GROUP BY p.chunk_id),
@@ -77,8 +79,9 @@ ds AS (SELECT p.doc_id,
 matched AS (SELECT cs.chunk_id, cs.s + coalesce(ds.s, 0) AS score FROM cs LEFT JOIN ds USING (doc_id) {chunk_filter}
             ORDER BY score DESC, cs.chunk_id LIMIT %(k)s),
 top_docs AS (SELECT ds.doc_id, ds.s FROM ds {doc_filter} ORDER BY ds.s DESC, ds.doc_id LIMIT %(k)s),
-unmatched AS (SELECT g AS chunk_id, t.s AS score FROM top_docs t JOIN footnote_documents d ON d.id = t.doc_id
-              CROSS JOIN LATERAL generate_series(d.chunk_lo, least(d.chunk_hi, d.chunk_lo + %(k)s) - 1) AS g)
+unmatched AS (SELECT g AS chunk_id, t.s AS score FROM top_docs t CROSS JOIN LATERAL generate_series(
+                  (SELECT chunk_lo FROM footnote_documents WHERE id = t.doc_id),
+                  (SELECT least(chunk_hi, chunk_lo + %(k)s) - 1 FROM footnote_documents WHERE id = t.doc_id)) AS g)
 SELECT chunk_id, max(score) AS score FROM (SELECT * FROM matched UNION ALL SELECT * FROM unmatched) AS c
 GROUP BY chunk_id ORDER BY score DESC, chunk_id LIMIT %(k)s
 """
@@ -310,7 +313,8 @@ class PostgresStore:
             chunk_filter = f"JOIN footnote_documents d ON d.id = cs.doc_id WHERE {where}"
         sql = _KEYWORD_SQL.format(doc_filter=doc_filter, chunk_filter=chunk_filter)
         # The row estimates of these aggregates are far too low: a nested loop over them is
-        # quadratic. (The postings are read by index without one: ``term = ANY(...)``.)
+        # quadratic. (Postings and terms are read by index without one: ``term = ANY(...)``;
+        # documents by scalar look-ups.)
         rows = self.db.read(sql, params, local={"enable_nestloop": "off"})
         rows = [r for r in rows if r[1] > 0]
         if not rows:
@@ -323,7 +327,7 @@ class PostgresStore:
         # are found: a k of several hundred costs a few walks, not one walk that wide.
         local = {"hnsw.ef_search": str(self.ef_search), "hnsw.iterative_scan": "relaxed_order"}
         if admitted is None:
-            rows = self.db.read("SELECT id, 1 - (vector <=> %(q)s::vector) FROM footnote_sentences "
+            rows = self.db.read(f"SELECT {_NEAREST} FROM footnote_sentences "
                                 "ORDER BY vector <=> %(q)s::vector LIMIT %(k)s", params, local=local)
         else:
             detail: _Filter = admitted.detail  # type: ignore[assignment]
@@ -332,17 +336,18 @@ class PostgresStore:
             if detail.ranges is not None:  # few: every admitted sentence is compared
                 params["lo"], params["hi"] = [r[0] for r in detail.ranges], [r[1] for r in detail.ranges]
                 rows = self.db.read(
-                    "WITH a AS MATERIALIZED (SELECT s.id, 1 - (s.vector <=> %(q)s::vector) AS score "
-                    "FROM unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r(lo, hi) "
+                    "WITH a AS MATERIALIZED (SELECT s.id, 1 - (s.vector <=> %(q)s::vector) AS score, s.first_chunk, "
+                    "s.last_chunk FROM unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r(lo, hi) "
                     "JOIN footnote_sentences s ON s.id >= r.lo AND s.id < r.hi) "
-                    "SELECT id, score FROM a ORDER BY score DESC, id LIMIT %(k)s", params)
+                    "SELECT * FROM a ORDER BY score DESC, id LIMIT %(k)s", params)
             else:  # many: the walk goes on until k admitted sentences are found
                 where = detail.where("doc_id", params)
                 rows = self.db.read(
-                    "SELECT id, 1 - (vector <=> %(q)s::vector) FROM footnote_sentences "
+                    f"SELECT {_NEAREST} FROM footnote_sentences "
                     f"WHERE {where} ORDER BY vector <=> %(q)s::vector LIMIT %(k)s", params, local=local)
         rows.sort(key=lambda r: (-r[1], r[0]))
-        return Scored(np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32))
+        return Scored(np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32),
+                      {r[0]: range(r[2], r[3] + 1) for r in rows})
 
     def stem_frequencies(self, stems: Collection[str]) -> dict[str, int]:
         if not stems:

@@ -160,7 +160,7 @@ class SearchIndex:
     def dense(self, query: np.ndarray, k: int, admitted: Admitted | None = None) -> Scored:
         """Chunks by the cosine of their best sentence among the ``3k`` nearest sentences."""
         found = self.store.vector_search(query, 3 * k, admitted)
-        holders = self.store.sentence_chunks(found.ids.tolist())
+        holders = found.holders if found.holders is not None else self.store.sentence_chunks(found.ids.tolist())
         best: dict[int, float] = {}
         for score, sid in zip(found.scores.tolist(), found.ids.tolist()):
             for chunk_row in holders.get(sid, ()):

@@ -130,10 +130,12 @@ class StoredSentence:
 
 @dataclass(frozen=True)
 class Scored:
-    """Candidate ids of one signal with their raw scores, best first."""
+    """Candidate ids of one signal with their raw scores, best first. A vector search may bring
+    the chunks holding each sentence too (``holders``), saving the look-up."""
 
     ids: np.ndarray
     scores: np.ndarray
+    holders: dict[int, range] | None = field(default=None, compare=False)
 
     def standardized(self) -> tuple[dict[int, float], float]:
         """z-scores by id, and the z-score given to ids this signal did not retrieve."""
