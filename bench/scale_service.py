@@ -25,7 +25,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from bench.perf import markdown_table
 from service.engine import build_engine
 from service.settings import Settings
 from tests.fake_embedder import HashEmbedder
-from tests.postgres import local_database
+from tests.postgres import free_port, local_database
 
 RESULTS = Path(__file__).resolve().parent / "SCALE.md"
 MODEL, DIM = "all-MiniLM-L6-v2", 384
@@ -72,12 +71,6 @@ def build(corpus: Path, index: Path, model_cache: Path, database_url: str | None
     report = engine.sync()
     engine.store.close()
     return time.perf_counter() - began, report.chunks
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:

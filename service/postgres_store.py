@@ -101,9 +101,7 @@ class _Filter:
         if self.doc_ids is not None:
             clauses.append(f"{alias} = ANY(%(doc_ids)s)")
             params["doc_ids"] = self.doc_ids
-        if self.date_from or self.date_to:
-            clauses.append("date IS NOT NULL")
-        if self.date_from:
+        if self.date_from:  # an undated document's NULL date compares as unknown: never admitted
             clauses.append("date >= %(date_from)s")
             params["date_from"] = self.date_from
         if self.date_to:

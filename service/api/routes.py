@@ -63,10 +63,8 @@ class AskRequest(RequestModel):
 @public.get("/health", response_model=Health, responses=UNAVAILABLE)
 @public.head("/health", response_model=Health, include_in_schema=False)
 async def health(engine: EngineDep) -> Health:
-    # Not in the workers' thread pool: it answers even while every worker thread is busy. (Off the
-    # event loop too: with a database, it waits on it.)
-    if not engine.store.shared:
-        return engine.health()
+    # Not in the workers' thread pool, so it answers while every worker thread is busy; and off
+    # the event loop, since a database store may make it wait.
     return await asyncio.get_running_loop().run_in_executor(None, engine.health)
 
 
