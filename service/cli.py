@@ -157,14 +157,12 @@ def serve(
     import uvicorn
 
     from .api import create_app
+    from .api.server import server_config
 
     settings = _settings()
     engine = build_engine(settings)
     _start(engine)
-    uvicorn.run(
-        create_app(engine=engine), host=host or settings.host, port=port or settings.port,
-        log_level=settings.log_level.lower(), log_config=None,  # our handler, which redacts secrets
-    )
+    uvicorn.Server(server_config(create_app(engine=engine), settings, host, port)).run()
 
 
 def _start(engine: Engine) -> None:

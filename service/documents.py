@@ -7,13 +7,16 @@ import os
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 from .errors import CorpusError, InvalidRequest
-from .loaders import SUPPORTED_SUFFIXES, extract
+from .loaders import SUPPORTED_SUFFIXES, Extracted, extract
+
+# Turns a file's name and bytes into text: ``extract`` itself, or one under a budget.
+Reader = Callable[[str, bytes], Extracted]
 
 # A leading "date 2024-11-09" (or "Date: 2024-11-09") header line or prefix.
 _DATE_HEADER = re.compile(r"\A\s*(?:date|published)\s*:?\s*(\d{4}-\d{2}-\d{2})\b[ \t]*\n?", re.I)
@@ -66,17 +69,17 @@ def parse_document(source: str, text: str) -> Document:
     return Document(source, text, title, date, pos, metadata)
 
 
-def read_document(path: Path, source: str) -> Document:
+def read_document(path: Path, source: str, read: Reader = extract) -> Document:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CorpusError(f"{source}: cannot read file ({exc.strerror})") from exc
-    return load_bytes(source, data)
+    return load_bytes(source, data, read)
 
 
-def load_bytes(source: str, data: bytes) -> Document:
+def load_bytes(source: str, data: bytes, read: Reader = extract) -> Document:
     """A Document from a file's bytes in any supported format."""
-    found = extract(source, data)
+    found = read(source, data)
     doc = parse_document(source, found.text)
     title = doc.title or found.title
     return replace(doc, title=title, pages=found.pages)

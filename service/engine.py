@@ -33,6 +33,7 @@ from .errors import (
     IndexStateError,
     InvalidRequest,
 )
+from .extraction import Budget, Extractor
 from .feedback import FeedbackStore, PostgresFeedback, PostgresSeenKeys, SeenKeys, SqliteFeedback, SqliteSeenKeys
 from .indexing import IndexReport, Progress, check_config, check_size, index_config, prepare
 from .migration import migrate_legacy
@@ -49,6 +50,9 @@ from .text import Analyzer
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
+# Distinct search terms a question may use: each is looked up in the index, and a natural
+# question has a few dozen at most; a pasted page would cost hundreds of look-ups.
+MAX_QUESTION_TERMS = 64
 MAX_TOP_K = 50
 # Documents embedded and committed together by a sync: a crash loses at most one batch's work.
 SYNC_BATCH = 256
@@ -94,10 +98,11 @@ class LiveIndex:
 class DocumentWriter:
     """Brings the index in line with the corpus folder, and adds or deletes documents in both."""
 
-    def __init__(self, settings: Settings, live: LiveIndex, embedder: Embedder) -> None:
+    def __init__(self, settings: Settings, live: LiveIndex, embedder: Embedder, read: Extractor) -> None:
         self.settings = settings
         self.live = live
         self.embedder = embedder
+        self.read = read
         self._lock = threading.Lock()  # one writer at a time in this process
         self.skipped: dict[str, str] = {}  # by the last sync
 
@@ -141,7 +146,7 @@ class DocumentWriter:
                     report.unchanged.append(source)
                     continue
                 try:
-                    doc = read_document(path, source)
+                    doc = read_document(path, source, self.read)
                     check_size(doc, self.settings.max_document_sentences)
                 except CorpusError as exc:  # one bad file does not keep the rest from being served
                     log.warning("skipping %s", exc)
@@ -195,7 +200,7 @@ class DocumentWriter:
                 raise DocumentTooLarge(f"{name}: {len(data)} bytes, over the limit of {self.settings.max_upload_bytes}")
             if name in documents:
                 raise InvalidRequest(f"two files would both be named {name!r}")
-            documents[name] = (data, load_bytes(name, data))
+            documents[name] = (data, load_bytes(name, data, self.read))
             check_size(documents[name][1], self.settings.max_document_sentences)
         paths = {name: self._corpus_path(name) for name in documents}
         try:
@@ -216,7 +221,8 @@ class DocumentWriter:
             fresh: list[Document] = []
             for name, (_, doc) in documents.items():
                 holder = by_hash.get(doc.sha256)
-                if holder is not None and holder != name:
+                # A new name for text already indexed is a duplicate; a replacement is applied as sent.
+                if holder is not None and holder != name and name not in known:
                     report.duplicates[name] = holder
                 elif holder == name:
                     report.unchanged.append(name)
@@ -323,6 +329,7 @@ class Asker:
     ) -> None:
         self.settings = settings
         self.live = live
+        self.analyzer = analyzer
         self.queries = QueryBatcher(embedder)
         self.retriever = HybridRetriever(embedder, settings.candidates, settings.dense_weight, settings.keyword_weight)
         self.reranker = reranker
@@ -335,6 +342,9 @@ class Asker:
             raise InvalidRequest("question must not be empty")
         if len(question) > MAX_QUESTION_CHARS:
             raise InvalidRequest(f"question must be at most {MAX_QUESTION_CHARS} characters, got {len(question)}")
+        if (terms := len(set(self.analyzer.terms(question)))) > MAX_QUESTION_TERMS:
+            raise InvalidRequest(f"question has {terms} distinct search terms, over the limit of {MAX_QUESTION_TERMS}: "
+                                 "ask about fewer things at once")
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
         if filters and filters.source:
@@ -454,8 +464,9 @@ class Engine:
         return self.writer.sync(rebuild, progress)
 
     def close(self) -> None:
-        """Release the store (its files, or its database connections)."""
+        """Release the store (its files, or its database connections) and the file readers."""
         self.store.close()
+        self.writer.read.close()
 
     def start(self, progress: Progress | None = None) -> IndexReport | None:
         """Ready the index for serving. The embedded store follows the corpus folder at every
@@ -565,7 +576,8 @@ def build_engine(
     # Only documents go through the cache: questions are rarely repeated, and a disk look-up
     # would sit on every question's path.
     ingest = CachedEmbedder(ingest_model, settings.embedding_cache_dir) if settings.embedding_cache_dir else ingest_model
-    writer = DocumentWriter(settings, live, ingest)
+    budget = Budget(settings.extract_seconds, settings.extract_memory_mb * 2**20)
+    writer = DocumentWriter(settings, live, ingest, Extractor(budget, workers=max(1, (os.cpu_count() or 2) // 2)))
     asker = Asker(settings, live, embedder, analyzer, reranker, build_generator(settings))
     feedback: FeedbackStore
     seen: SeenKeys

@@ -18,6 +18,9 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
 # A .docx is a zip: cap what its XML may inflate to, absolutely and relative to its packed size.
 DOCX_MAX_XML_BYTES = 50 * 1024 * 1024
 DOCX_MAX_RATIO = 200
+# What one PDF stream may inflate to (pypdf allows 75 MB): far beyond any page's text, and a
+# page sharing a huge stream with every other page would decode it once per page.
+PDF_MAX_STREAM_BYTES = 16 * 1024 * 1024
 # Pages of a PDF are joined by a blank line; page numbers are kept as offsets.
 PAGE_BREAK = "\n\n"
 
@@ -166,17 +169,23 @@ def _html(name: str, data: bytes) -> Extracted:
 
 
 def _pdf(name: str, data: bytes) -> Extracted:
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import LimitReachedError, PyPdfError
 
+    cap = PDF_MAX_STREAM_BYTES
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise InvalidDocument(f"{name}: the PDF is encrypted")
-        texts = [(page.extract_text() or "").strip() for page in reader.pages]
-        title = (reader.metadata.title if reader.metadata else None) or None
+        with apply_configuration(zlib_maximum_output_length=cap, lzw_maximum_output_length=cap,
+                                 run_length_maximum_output_length=cap, brotli_maximum_output_length=cap,
+                                 array_based_stream_maximum_output_length=cap):
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                raise InvalidDocument(f"{name}: the PDF is encrypted")
+            texts = [(page.extract_text() or "").strip() for page in reader.pages]
+            title = (reader.metadata.title if reader.metadata else None) or None
     # PyPdfError covers pypdf's limits (a stream inflating too far, a page tree too deep);
     # NotImplementedError an encryption scheme it does not know.
+    except LimitReachedError as exc:
+        raise InvalidDocument(f"{name}: the PDF is over a reading limit ({exc}); refused") from exc
     except (PyPdfError, ValueError, KeyError, TypeError, OSError, NotImplementedError, RecursionError) as exc:
         raise InvalidDocument(f"{name}: not a readable PDF ({exc.__class__.__name__})") from exc
     pages, parts, offset = [], [], 0

@@ -45,6 +45,9 @@ class Memo(Generic[K, V]):
         self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def get(self, key: K) -> V | None:
         with self._lock:
             value = self._items.get(key)

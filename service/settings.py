@@ -139,6 +139,13 @@ class Settings(BaseSettings):
         50_000, ge=1, description="Most sentences one document may have (a larger one is refused with 422, or "
         "skipped in the corpus folder): each is embedded, about 40 a second per core.",
     )
+    extract_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Seconds one PDF, HTML or .docx file may take to read (in a worker "
+        "process) before it is refused with 422, or skipped in the corpus folder.",
+    )
+    extract_memory_mb: int = Field(
+        1024, ge=256, description="Memory (MB of address space) the worker reading one such file may use.",
+    )
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, ge=1, description="Largest request body POST /documents accepts (413 beyond)."
     )
@@ -155,6 +162,10 @@ class Settings(BaseSettings):
         8, ge=1, le=256,
         description="Requests the server works on at once (the rest wait their turn): a few more than "
         "the cores, so threads do not fight over the interpreter and /health stays quick.",
+    )
+    request_read_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Seconds a client has to send a whole request (headers and body) before "
+        "its connection is closed: a slow or stalled client cannot hold connections open.",
     )
     host: str = Field("127.0.0.1", description="Address `footnote serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `footnote serve` binds.")

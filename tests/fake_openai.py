@@ -89,8 +89,8 @@ def _sse(data: dict) -> str:
 class Running:
     """A uvicorn server in a thread, on a free port of 127.0.0.1."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    def __init__(self, app: FastAPI, config: uvicorn.Config | None = None) -> None:
+        self.server = uvicorn.Server(config or uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from xml.sax.saxutils import escape
 
 
-def pdf(pages: list[str]) -> bytes:
-    """A PDF with one line of Helvetica text per page ('' makes a page with no text layer)."""
+def pdf(pages: list[str], shared: bytes | None = None, to_unicode: bytes | None = None) -> bytes:
+    """A PDF with one line of Helvetica text per page ('' makes a page with no text layer).
+    ``shared``: every page's content is instead these bytes, deflated (a decompression bomb).
+    ``to_unicode``: the font's ToUnicode CMap, which says what text each glyph code stands for."""
     objects: list[bytes] = []
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
     objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
@@ -20,8 +23,16 @@ def pdf(pages: list[str]) -> bytes:
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
             f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
         )
-        objects.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+        if shared is not None:
+            content = zlib.compress(shared, 9)
+            objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream")
+        else:
+            objects.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
+    if to_unicode is None:
+        objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    else:
+        objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode %d 0 R >>" % (font + 1))
+        objects.append(b"<< /Length %d >>\nstream\n" % len(to_unicode) + to_unicode + b"\nendstream")
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []

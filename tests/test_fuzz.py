@@ -3,12 +3,17 @@ every operation, valid and invalid, and checks each response against what the sc
 
 from __future__ import annotations
 
+import copy
+import json
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -87,3 +92,72 @@ def test_unknown_query_parameters_are_refused(client) -> None:  # noqa: ANN001
     assert response.status_code == 422 and "vot" in response.json()["message"]
     # Except on /health, which load balancers probe with cache-busting queries.
     assert client.get("/health", params={"ts": "1"}).status_code == 200
+
+
+LONE = "\ud800"
+BYTES = "%ED%A0%80"  # the UTF-8 form LONE would have, which no valid UTF-8 holds
+
+
+def _string_leaves(value: object, at: tuple = ()) -> Iterator[tuple]:
+    """The path to every string inside a JSON value (keys included, as a ``("key", ...)`` step)."""
+    if isinstance(value, str):
+        yield at
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield at + (("key", key),)
+            yield from _string_leaves(item, at + (key,))
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            yield from _string_leaves(item, at + (n,))
+
+
+def _with_surrogate(value: object, at: tuple) -> object:
+    value = copy.deepcopy(value)
+    *parents, last = at
+    holder = value
+    for step in parents:
+        holder = holder[step]  # type: ignore[index]
+    if isinstance(last, tuple):  # a key: renamed, its value kept
+        holder[LONE] = holder.pop(last[1])  # type: ignore[union-attr]
+    elif not parents and not isinstance(holder, (dict, list)):
+        return LONE
+    else:
+        holder[last] = LONE  # type: ignore[index]
+    return value
+
+
+def test_a_lone_surrogate_in_any_string_of_any_request_is_a_4xx(api_schema) -> None:  # noqa: ANN001
+    """Every string of every JSON body (keys too), and every string query and path parameter (as
+    the bytes a surrogate would be in UTF-8, which no valid UTF-8 holds)."""
+    sent: Counter[str] = Counter()
+    client = TestClient(api_schema.app)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    for operation in (result.ok() for result in api_schema.get_all_operations()):
+
+        @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+        @settings(max_examples=10, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def run(case) -> None:  # noqa: ANN001
+            path, query = case.formatted_path, case.query or {}
+            # (path, query string, body) with one string made a lone surrogate: in a body as JSON
+            # spells it (schemathesis itself cannot encode one), in a URL as its would-be UTF-8 bytes.
+            requests: list[tuple[str, str, str | None]] = []
+            body = json.dumps(case.body) if case.media_type == "application/json" else None
+            if body is not None:
+                requests += [(path, urlencode(query), json.dumps(_with_surrogate(case.body, at)))
+                             for at in _string_leaves(case.body)]
+            for name, value in query.items():
+                if isinstance(value, str):
+                    requests.append((path, urlencode({**query, name: ""}).replace(f"{name}=", f"{name}={BYTES}"), body))
+            for name, value in (case.path_parameters or {}).items():
+                if isinstance(value, str):
+                    requests.append((case.operation.path.replace(f"{{{name}}}", BYTES), urlencode(query), body))
+            for url, params, content in requests:
+                response = client.request(case.method, f"{url}?{params}" if params else url, content=content,
+                                          headers={**auth, "Content-Type": "application/json"})
+                assert 400 <= response.status_code < 500, (case.operation.label, response.status_code, response.text)
+                sent[case.operation.label] += 1
+
+        run()
+    print(f"\nlone surrogates sent: {dict(sent)}")
+    assert {"POST /ask", "POST /ask/stream", "POST /v1/chat/completions", "GET /feedback", "GET /documents/{source}",
+            "DELETE /documents/{source}"} <= set(sent)

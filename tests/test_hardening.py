@@ -4,27 +4,33 @@ else): each test reproduces what was reported and checks the fix."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import socket
 import threading
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
 from service.api.security import RateLimit
+from service.api.server import server_config
 from service.embedding import QueryBatcher
 from service.engine import Engine, build_engine
 from service.errors import InvalidDocument
 from service.loaders import extract
+from service.retrieval import Memo
 from service.settings import Settings
 
 from . import files
 from .fake_embedder import HashEmbedder
+from .fake_openai import Running
 
 LONE = "\\ud800"  # as JSON spells it: a lone surrogate once parsed
 ASK = '{"question": "Which resolutions were cited?"'
@@ -106,6 +112,13 @@ def _pdf_with_trailer(extra: bytes) -> bytes:
     return data.replace(b"/Root 1 0 R >>", b"/Root 1 0 R " + extra + b" >>")
 
 
+# A font whose glyphs all stand for lone surrogates (D800-D8FF).
+SURROGATE_CMAP = b"""/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /X def
+1 begincodespacerange <00> <FF> endcodespacerange
+1 beginbfrange <00> <FF> <D800> endbfrange
+endcmap CMapName currentdict /CMap defineresource pop end end"""
+
+
 @pytest.mark.parametrize(
     ("name", "data"),
     [
@@ -113,8 +126,9 @@ def _pdf_with_trailer(extra: bytes) -> bytes:
         ("bogus.docx", _docx_with(b'<?xml version="1.0" encoding="x-bogus"?><w:document/>')),
         ("v99.pdf", _pdf_with_trailer(b"/Encrypt << /Filter /Standard /V 99 /R 99 /O <00> /U <00> /P -4 >> "
                                       b"/ID [<00> <00>]")),
+        ("d800.pdf", files.pdf(["Owls"], to_unicode=SURROGATE_CMAP)),
     ],
-    ids=["docx-encrypted-member", "docx-unknown-encoding", "pdf-unknown-encryption"],
+    ids=["docx-encrypted-member", "docx-unknown-encoding", "pdf-unknown-encryption", "pdf-maps-to-surrogates"],
 )
 def test_malformed_files_are_a_422_naming_the_file(own_client: TestClient, tmp_path: Path, corpus_dir: Path,
                                                    name: str, data: bytes) -> None:
@@ -219,3 +233,169 @@ def test_hostile_html_is_read_in_linear_time() -> None:
     found = extract("page.html", ("<p>Owls nest here.</p>" + "<a " * 50_000).encode())
     assert "Owls nest here." in found.text
     assert time.perf_counter() - began < 10  # html.parser took about a minute on a fifth of this
+
+
+def _slow_pdf(megabytes: float) -> bytes:
+    """Small on disk, seconds to read: every page shows thousands of text runs."""
+    run = b"BT /F1 12 Tf 72 720 Td (owl) Tj ET\n"
+    return files.pdf(["x", "x"], shared=run * int(megabytes * 2**20 / len(run)))
+
+
+def test_a_pdf_decompression_bomb_is_refused_at_once(own_client: TestClient) -> None:
+    bomb = files.pdf(["x"] * 8, shared=b"0 0 m 10 10 l S\n" * (70 * 2**20 // 16))  # 70 MB a page, 0.6 MB sent
+    began = time.perf_counter()
+    response = own_client.post("/documents", files=[("files", ("bomb.pdf", bomb))])
+    assert response.status_code == 422 and "bomb.pdf" in response.json()["message"], response.text
+    assert "limit" in response.json()["message"]
+    assert time.perf_counter() - began < 20  # pypdf's own limit let each page inflate 70 MB: 52 s
+
+
+def test_a_slow_file_costs_its_own_budget_not_other_requests(tmp_path: Path, corpus_dir: Path) -> None:
+    shutil.copytree(corpus_dir, tmp_path / "corpus")
+    settings = Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", state_dir=tmp_path / "state",
+                        extract_seconds=1)
+    engine = build_engine(settings, embedder=HashEmbedder())
+    with TestClient(create_app(engine=engine, sync=True)) as client:
+        uploads: list[int] = []
+        done = threading.Event()
+
+        def upload() -> None:
+            for n in range(4):
+                data = _slow_pdf(2)
+                uploads.append(client.post("/documents", files=[("files", (f"slow{n}.pdf", data))]).status_code)
+            done.set()
+
+        thread = threading.Thread(target=upload)
+        thread.start()
+        asked = client.post("/ask", json={"question": "Which resolutions were cited?"})
+        assert asked.status_code == 200 and not done.is_set()  # answered while the files were being read
+        thread.join(60)
+        assert uploads == [422] * 4
+        response = client.post("/documents", files=[("files", ("slow.pdf", _slow_pdf(2)))])
+        assert "took over 1 s" in response.json()["message"]
+        assert not any(p.suffix == ".pdf" for p in (tmp_path / "corpus").iterdir())
+
+
+def test_unchanged_corpus_files_are_not_read_again_at_start(tmp_path: Path, corpus_dir: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpus_dir, corpus)
+    pdf = corpus / "owls.pdf"
+    pdf.write_bytes(files.pdf(["Barn owls nest in church towers."]))
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", state_dir=tmp_path / "state")
+    first = build_engine(settings, embedder=HashEmbedder())
+    assert "owls.pdf" in (first.start() or pytest.fail("no report")).added
+    first.close()
+    # Same size and time, unreadable bytes: a start that read the file again would skip it.
+    stat = pdf.stat()
+    pdf.write_bytes(b"\0" * stat.st_size)
+    os.utime(pdf, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = build_engine(settings, embedder=HashEmbedder())
+    report = again.start() or pytest.fail("no report")
+    assert "owls.pdf" in report.unchanged and not report.skipped
+    assert "church towers" in again.document("owls.pdf").text
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes the connection (anything it says first is read and dropped)."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_slow_clients_are_cut_off_and_others_still_served(engine: Engine) -> None:
+    settings = engine.settings.model_copy(update={"request_read_seconds": 1.0})
+    app = create_app(engine=build_engine(settings, embedder=engine.embedder))
+    with Running(app, server_config(app, settings, "127.0.0.1", 0)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        trickling_headers = socket.create_connection(("127.0.0.1", port))
+        trickling_headers.sendall(b"GET /health HTTP/1.1\r\nHost: footnote\r\n")
+        stalled_body = socket.create_connection(("127.0.0.1", port))
+        stalled_body.sendall(b"POST /ask HTTP/1.1\r\nHost: footnote\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 200\r\n\r\n{\"question\": \"Which")
+        assert _closed_within(trickling_headers, 10) and _closed_within(stalled_body, 10)
+        with httpx.Client(base_url=url) as client:
+            assert client.get("/health").status_code == 200
+            # A keep-alive connection that answers in time is not cut off by the deadline.
+            time.sleep(0.6)
+            assert client.post("/ask", json={"question": "Which resolutions were cited?"}).status_code == 200
+            time.sleep(0.6)
+            assert client.get("/health").status_code == 200
+
+
+def test_name_problems_are_a_422_and_change_nothing(own_client: TestClient, tmp_path: Path) -> None:
+    client = own_client
+    corpus = tmp_path / "corpus"
+    assert client.post("/documents", files=[("files", ("coll.txt", b"Owls hunt at night."))]).status_code == 200
+    (corpus / "nest.txt").mkdir()
+    before = sorted(p.relative_to(corpus) for p in corpus.rglob("*"))
+    for name, needle in (("coll.txt/inner.txt", "which is a file"), ("nest.txt", "is a folder")):
+        response = client.post("/documents", files=[("files", (name, b"Owls hunt at dawn."))])
+        assert response.status_code == 422 and needle in response.json()["message"], response.text
+    assert sorted(p.relative_to(corpus) for p in corpus.rglob("*")) == before
+    long = client.post("/documents", files=[("files", ("报" * 120 + ".txt", b"A long name about owls."))])
+    assert long.status_code == 200 and long.json()["added"][0].endswith(".txt")
+    assert len(long.json()["added"][0].encode()) <= 255
+
+
+class ExplodesOn(HashEmbedder):
+    """Fails to embed a document holding a word: a write that fails after its file was read."""
+
+    def embed(self, texts: Sequence[str], progress: object = None) -> np.ndarray:
+        if any("explode" in t for t in texts):
+            raise RuntimeError("embedding failed")
+        return super().embed(texts)
+
+
+def test_a_failed_write_leaves_the_corpus_folder_as_it_was(tmp_path: Path, corpus_dir: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpus_dir, corpus)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", state_dir=tmp_path / "state")
+    engine = build_engine(settings, embedder=ExplodesOn())
+    engine.sync()
+    names = sorted(p.name for p in corpus.iterdir())
+    with TestClient(create_app(engine=engine), raise_server_exceptions=False) as client:
+        response = client.post("/documents", files=[("files", ("new.txt", b"This note will explode."))])
+        assert response.status_code == 500
+        assert sorted(p.name for p in corpus.iterdir()) == names  # nothing written, nothing staged left over
+        source = names[0]
+        original = (corpus / source).read_bytes()
+
+        def fail(sources: list[str]) -> None:
+            raise RuntimeError("disk full")
+
+        engine.store.delete = fail  # type: ignore[method-assign]
+        assert client.delete(f"/documents/{source}").status_code == 500
+        assert (corpus / source).read_bytes() == original  # put back, still indexed and served
+        assert client.get(f"/documents/{source}").status_code == 200
+    restarted = build_engine(settings, embedder=HashEmbedder())
+    report = restarted.start() or pytest.fail("no report")
+    assert "new.txt" not in report.added and not report.removed
+
+
+def test_replacing_a_document_with_another_documents_text_is_applied(own_client: TestClient) -> None:
+    client = own_client
+    for name, text in (("a.txt", b"Owls hunt at night."), ("b.txt", b"Swifts sleep on the wing.")):
+        assert client.post("/documents", files=[("files", (name, text))]).status_code == 200
+    response = client.post("/documents", files=[("files", ("a.txt", b"Swifts sleep on the wing."))]).json()
+    assert response["updated"] == ["a.txt"] and not response["duplicates"]
+    assert client.get("/documents/a.txt").json()["text"] == "Swifts sleep on the wing."
+    # A new name for text already indexed is still reported, not indexed twice.
+    copy = client.post("/documents", files=[("files", ("c.txt", b"Owls hunt at night."))])
+    assert copy.json()["duplicates"] == {}  # a.txt no longer holds that text: c.txt is new
+    again = client.post("/documents", files=[("files", ("d.txt", b"Owls hunt at night."))]).json()
+    assert again["duplicates"] == {"d.txt": "c.txt"}
+
+
+def test_a_question_over_the_term_limit_is_a_422_and_memos_stay_bounded(client: TestClient, engine: Engine) -> None:
+    words = [f"zq{n:05d}x" for n in range(70)]  # distinct made-up words: each an unseen term
+    response = client.post("/ask", json={"question": " ".join(words)})
+    assert response.status_code == 422 and "70 distinct search terms, over the limit of 64" in response.json()["message"]
+    assert client.post("/ask", json={"question": " ".join(words[:60])}).status_code == 200
+    memo = Memo[str, int](size=100)
+    for n in range(10_000):
+        memo.put(f"term{n}", n)
+    assert len(memo) == 100 and memo.get("term9999") == 9999 and memo.get("term0") is None

@@ -351,3 +351,13 @@ def test_cli_lists_the_failed_answers(slack: TestClient, fake_slack: FakeSlack, 
     assert entry["answer_id"] == ids[1] and entry["vote"] == "down"
     plain = subprocess.run([FOOTNOTE, "feedback"], env=env, capture_output=True, text=True, timeout=120).stdout
     assert plain.count("UVOTER") == 2 and plain.startswith("-1 ")
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"text"', "null", "{not json", "payload=%5B1%5D"])
+def test_a_signed_body_that_is_not_a_json_object_is_a_400(slack: TestClient, fake_slack: FakeSlack, body: str) -> None:
+    kind = "application/x-www-form-urlencoded" if body.startswith("payload=") else "application/json"
+    before = len(fake_slack.made("chat.postMessage"))
+    response = slack.post("/slack/events", content=body, headers=signed(body, kind))
+    assert response.status_code == 400, response.text
+    assert "JSON object" in response.json()["detail"]
+    assert len(fake_slack.made("chat.postMessage")) == before
