@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from .documents import discover
 from .engine import Engine, build_engine
-from .errors import FootnoteError, InvalidRequest
+from .errors import FootnoteError, IndexMissing, InvalidRequest
 from .evaluation import EvalReport, evaluate, load_gold
 from .logs import configure_logging
 from .models import Answer, Filters
@@ -48,11 +48,20 @@ def _engine() -> Engine:
 
 
 def _backend(url: str | None):  # noqa: ANN202 - Engine or RemoteEngine, both evaluation.Backend
+    """The server at ``url`` (with FOOTNOTE_API_KEY), or the local index, built first if there is
+    none yet (as `serve` would)."""
+    settings = _settings()
     if url:
         from .client import RemoteEngine
 
-        return RemoteEngine(url)
-    return _engine()
+        return RemoteEngine(url, settings.api_key.get_secret_value() if settings.api_key else None)
+    engine = build_engine(settings)
+    try:
+        engine.load()
+    except IndexMissing:
+        typer.echo(f"no index yet: building it from {settings.corpus_dir} (once)", err=True)
+        _start(engine)
+    return engine
 
 
 def _progress_bar():  # noqa: ANN202 - a progress callback
@@ -63,7 +72,8 @@ def _progress_bar():  # noqa: ANN202 - a progress callback
     def update(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="document", desc="indexing", file=sys.stderr, leave=False)
+            # disable=None: drawn on a terminal only, not into a log or a pipe.
+            bar = tqdm(total=total, unit="document", desc="indexing", file=sys.stderr, leave=False, disable=None)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -205,7 +215,8 @@ def feedback(
     if url:
         from .client import RemoteEngine
 
-        entries = RemoteEngine(url).feedback(vote, limit)  # type: ignore[arg-type]
+        key = _settings().api_key
+        entries = RemoteEngine(url, key.get_secret_value() if key else None).feedback(vote, limit)  # type: ignore[arg-type]
     else:
 
         entries = build_engine(_settings()).feedback.entries(vote, limit)  # type: ignore[arg-type]

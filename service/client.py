@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from urllib.parse import quote
 
@@ -12,17 +13,35 @@ from .errors import DocumentNotFound, FootnoteError, InvalidRequest
 from .feedback import FeedbackEntry, Vote
 from .models import Answer, DocumentDetail, Filters, Mode, Turn
 
+# A 429 is waited out (its Retry-After, at most a minute) this many times before it is an error.
+MAX_WAITS = 5
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait before sending again, for a 429; None for any other response."""
+    if response.status_code != 429:
+        return None
+    try:
+        return min(max(float(response.headers.get("retry-after", "1")), 0.0), 60.0)
+    except ValueError:
+        return 1.0
+
 
 class RemoteEngine:
-    def __init__(self, url: str, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)  # type: ignore[arg-type]
-        except httpx.HTTPError as exc:
-            raise FootnoteError(f"cannot reach {self.url}: {exc}") from exc
+        for waits in range(MAX_WAITS + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)  # type: ignore[arg-type]
+            except httpx.HTTPError as exc:
+                raise FootnoteError(f"cannot reach {self.url}: {exc}") from exc
+            if (wait := retry_after(response)) is None or waits == MAX_WAITS:
+                break
+            time.sleep(wait)
         if not response.is_success:
             self._raise(response)
         return response
@@ -50,24 +69,32 @@ class RemoteEngine:
         """What `Engine.ask_stream` yields, read from the server's `/ask/stream` events."""
         body = _ask_body(question, top_k, filters, mode, history)
         try:
-            with self._http.stream("POST", "/ask/stream", json=body) as response:
-                if not response.is_success:
-                    response.read()
-                    self._raise(response)
-                event = ""
-                for line in response.iter_lines():
-                    if line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: "):
-                        data = line[6:]
-                        if event == "token":
-                            yield json.loads(data)["text"]
-                        elif event == "answer":
-                            yield Answer.model_validate_json(data)
-                        elif event == "error":
-                            raise FootnoteError(f"{self.url} failed mid-answer: {json.loads(data)['detail']}")
+            for waits in range(MAX_WAITS + 1):
+                with self._http.stream("POST", "/ask/stream", json=body) as response:
+                    if (wait := retry_after(response)) is not None and waits < MAX_WAITS:
+                        time.sleep(wait)
+                        continue
+                    if not response.is_success:
+                        response.read()
+                        self._raise(response)
+                    yield from self._events(response)
+                    return
         except httpx.HTTPError as exc:
             raise FootnoteError(f"cannot reach {self.url}: {exc}") from exc
+
+    def _events(self, response: httpx.Response) -> Iterator[str | Answer]:
+        event = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = line[6:]
+                if event == "token":
+                    yield json.loads(data)["text"]
+                elif event == "answer":
+                    yield Answer.model_validate_json(data)
+                elif event == "error":
+                    raise FootnoteError(f"{self.url} failed mid-answer: {json.loads(data)['detail']}")
 
     def feedback(self, vote: Vote | None = None, limit: int = 100) -> list[FeedbackEntry]:
         params: dict[str, str | int] = {"limit": limit, **({"vote": vote} if vote else {})}

@@ -36,6 +36,7 @@ from .errors import (
 from .extraction import Budget, Extractor
 from .feedback import FeedbackStore, PostgresFeedback, PostgresSeenKeys, SeenKeys, SqliteFeedback, SqliteSeenKeys
 from .indexing import IndexReport, Progress, check_config, check_size, index_config, prepare
+from .metrics import Metrics
 from .migration import migrate_legacy
 from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Mode, Passage, Turn
 from .onnx_embedding import OnnxEmbedder
@@ -98,11 +99,13 @@ class LiveIndex:
 class DocumentWriter:
     """Brings the index in line with the corpus folder, and adds or deletes documents in both."""
 
-    def __init__(self, settings: Settings, live: LiveIndex, embedder: Embedder, read: Extractor) -> None:
+    def __init__(self, settings: Settings, live: LiveIndex, embedder: Embedder, read: Extractor,
+                 metrics: Metrics) -> None:
         self.settings = settings
         self.live = live
         self.embedder = embedder
         self.read = read
+        self.metrics = metrics
         self._lock = threading.Lock()  # one writer at a time in this process
         self.skipped: dict[str, str] = {}  # by the last sync
 
@@ -182,6 +185,7 @@ class DocumentWriter:
         counts = self.store.counts()
         report.documents, report.chunks, report.sentences = counts.documents, counts.chunks, counts.sentences
         report.seconds = time.perf_counter() - began
+        self.metrics.wrote(report.seconds, len(report.added), len(report.updated), len(report.removed))
         log.debug("index: %s", report.summary())
         return report
 
@@ -325,13 +329,15 @@ class Asker:
 
     def __init__(
         self, settings: Settings, live: LiveIndex, embedder: Embedder, analyzer: Analyzer,
-        reranker: Reranker | None, generator: GenerativeAnswerer | None,
+        reranker: Reranker | None, generator: GenerativeAnswerer | None, metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.live = live
         self.analyzer = analyzer
+        self.metrics = metrics
         self.queries = QueryBatcher(embedder)
-        self.retriever = HybridRetriever(embedder, settings.candidates, settings.dense_weight, settings.keyword_weight)
+        self.retriever = HybridRetriever(embedder, metrics, settings.candidates, settings.dense_weight,
+                                         settings.keyword_weight)
         self.reranker = reranker
         self.answerer = ExtractiveAnswerer(analyzer, settings.answer_threshold, settings.max_answer_sentences)
         self.generator = generator
@@ -359,7 +365,8 @@ class Asker:
             hits = self.retriever.search(index, question, query, top_k, filters)
             return Retrieval(index, query.result(), hits)
         pool = self.retriever.search(index, question, query, max(top_k, self.settings.rerank_depth), filters)
-        scores = self.reranker.score(question, [h.chunk.text for h in pool])
+        with self.metrics.timed("rerank"):
+            scores = self.reranker.score(question, [h.chunk.text for h in pool])
         order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))[:top_k]
         return Retrieval(index, query.result(), [replace(pool[i], score=scores[i]) for i in order])
 
@@ -369,6 +376,15 @@ class Asker:
         return _passages(found.index, found.hits)
 
     def ask_stream(
+        self, question: str, top_k: int, filters: Filters | None, mode: Mode | None, history: Sequence[Turn],
+    ) -> Iterator[str | Answer]:
+        """The answer's text as it is written, then the ``Answer`` itself."""
+        for item in self._answer_stream(question, top_k, filters, mode, history):
+            if isinstance(item, Answer):
+                self.metrics.answered(item)
+            yield item
+
+    def _answer_stream(
         self, question: str, top_k: int, filters: Filters | None, mode: Mode | None, history: Sequence[Turn],
     ) -> Iterator[str | Answer]:
         self.validate(question, top_k, filters)
@@ -387,6 +403,7 @@ class Asker:
                 standalone = self.generator.condense(history, question)
         except LLMError as exc:
             log.warning("LLM mode: %s; answering extractively", exc)
+            self.metrics.fell_back(exc.reason)
             answer = self.extractive(question, self.retrieve(question, top_k, filters))
             yield answer.answer
             yield answer.model_copy(update={"fallback_reason": str(exc)})
@@ -409,13 +426,16 @@ class Asker:
         try:
             messages = self.generator.messages(standalone or question, hits,
                                                index.infos({h.chunk.source for h in hits}))
-            yield from cleaned_stream(recorded(self.generator.stream(messages)), hits)
+            with self.metrics.timed("llm"):
+                yield from cleaned_stream(recorded(self.generator.stream(messages)), hits)
         except LLMError as exc:
             log.warning("LLM mode: %s; answering extractively", exc)
+            self.metrics.fell_back(exc.reason)
             answer = self.extractive(question, found)
             yield answer.model_copy(update={"fallback_reason": str(exc), "standalone_question": standalone})
             return
-        checked = self.grounder.check("".join(raw), index, hits)
+        with self.metrics.timed("answer"):
+            checked = self.grounder.check("".join(raw), index, hits)
         yield Answer(
             question=question, answer=checked.text, answerable=checked.answerable, citations=checked.citations,
             passages=passages, mode="llm", standalone_question=standalone, unsupported=checked.unsupported,
@@ -423,7 +443,8 @@ class Asker:
         )
 
     def extractive(self, question: str, found: Retrieval) -> Answer:
-        text, citations = self.answerer.answer(found.index, question, found.query, found.hits)
+        with self.metrics.timed("answer"):
+            text, citations = self.answerer.answer(found.index, question, found.query, found.hits)
         return Answer(
             question=question, answer=text, answerable=bool(citations), citations=citations,
             passages=_passages(found.index, found.hits),
@@ -446,6 +467,10 @@ class Engine:
     @property
     def store(self) -> Store:
         return self.live.store
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.asker.metrics
 
     @property
     def index(self) -> SearchIndex:
@@ -576,9 +601,11 @@ def build_engine(
     # Only documents go through the cache: questions are rarely repeated, and a disk look-up
     # would sit on every question's path.
     ingest = CachedEmbedder(ingest_model, settings.embedding_cache_dir) if settings.embedding_cache_dir else ingest_model
+    metrics = Metrics(store.counts)
     budget = Budget(settings.extract_seconds, settings.extract_memory_mb * 2**20)
-    writer = DocumentWriter(settings, live, ingest, Extractor(budget, workers=max(1, (os.cpu_count() or 2) // 2)))
-    asker = Asker(settings, live, embedder, analyzer, reranker, build_generator(settings))
+    writer = DocumentWriter(settings, live, ingest, Extractor(budget, workers=max(1, (os.cpu_count() or 2) // 2)),
+                            metrics)
+    asker = Asker(settings, live, embedder, analyzer, reranker, build_generator(settings), metrics)
     feedback: FeedbackStore
     seen: SeenKeys
     if database is not None:

@@ -29,6 +29,7 @@ from pydantic import ConfigDict
 
 from .chunking import Chunk
 from .embedding import Embedder
+from .metrics import Metrics
 from .models import Filters
 from .store import Admitted, DocumentInfo, Scored, Store, StoredSentence
 from .text import Analyzer, related
@@ -177,9 +178,11 @@ class SearchIndex:
 
 class HybridRetriever:
     def __init__(
-        self, embedder: Embedder, candidates: int = 100, dense_weight: float = 0.5, keyword_weight: float = 0.5
+        self, embedder: Embedder, metrics: Metrics, candidates: int = 100, dense_weight: float = 0.5,
+        keyword_weight: float = 0.5,
     ) -> None:
         self.embedder = embedder
+        self.metrics = metrics
         self.candidates = candidates
         self.dense_weight = dense_weight
         self.keyword_weight = keyword_weight
@@ -201,10 +204,21 @@ class HybridRetriever:
         admitted = index.admitted(filters)
         # The keyword side runs beside the question's embedding and the dense search (both
         # searches wait on the store, not on the interpreter).
-        keyword_search = self._pool().submit(index.keyword, question, depth, admitted)
-        vector = query.result() if isinstance(query, Future) else query
-        dense, dense_floor = index.dense(vector, depth, admitted).standardized()
+        keyword_search = self._pool().submit(self._keyword, index, question, depth, admitted)
+        with self.metrics.timed("embed"):  # what is left of it once the keyword search is under way
+            vector = query.result() if isinstance(query, Future) else query
+        with self.metrics.timed("dense"):
+            dense, dense_floor = index.dense(vector, depth, admitted).standardized()
         keyword, keyword_floor = keyword_search.result().standardized()
+        with self.metrics.timed("fuse"):
+            return self._fused(index, dense, dense_floor, keyword, keyword_floor, top_k)
+
+    def _keyword(self, index: SearchIndex, question: str, depth: int, admitted: Admitted | None) -> Scored:
+        with self.metrics.timed("keyword"):
+            return index.keyword(question, depth, admitted)
+
+    def _fused(self, index: SearchIndex, dense: dict[int, float], dense_floor: float, keyword: dict[int, float],
+               keyword_floor: float, top_k: int) -> list[Hit]:
         fused = {
             row: self.dense_weight * dense.get(row, dense_floor) + self.keyword_weight * keyword.get(row, keyword_floor)
             for row in dense.keys() | keyword.keys()

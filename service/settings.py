@@ -153,10 +153,18 @@ class Settings(BaseSettings):
         None, description="Comma-separated keys; when set, every route but /health (and the docs) needs "
         "`Authorization: Bearer <key>`.",
     )
+    api_key: SecretStr | None = Field(
+        None, description="The key the CLI sends to a server with `--url` (one of that server's FOOTNOTE_API_KEYS).",
+    )
     rate_limit_per_minute: int = Field(
         600, ge=0, description="Requests a minute per API key (or per client address without one); 0: no limit."
     )
     rate_limit_burst: int = Field(60, ge=1, description="Requests a caller may make at once before the rate applies.")
+    rate_limit_loopback: bool = Field(
+        False, description="Limit callers on this machine (127.0.0.1, ::1) too. Off by default when no API keys "
+        "are set, so local scripts are not throttled; with keys every key is limited. Turn it on behind a "
+        "reverse proxy on the same host without keys, where every caller arrives from 127.0.0.1.",
+    )
     docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (without a key).")
     worker_threads: int = Field(
         8, ge=1, le=256,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -99,10 +100,14 @@ def test_errors_are_one_line_without_traceback(indexed: dict[str, str], args: tu
     assert message in result.stderr
 
 
-def test_ask_without_an_index_says_how_to_build_one(env: dict[str, str], tmp_path: Path) -> None:
-    result = footnote({**env, "FOOTNOTE_INDEX_DIR": str(tmp_path / "empty")}, "ask", "anything?")
-    assert result.returncode == 1
-    assert "run `footnote index`" in result.stderr
+def test_ask_without_an_index_builds_it_first(env: dict[str, str], tmp_path: Path) -> None:
+    fresh = {**env, "FOOTNOTE_INDEX_DIR": str(tmp_path / "fresh")}
+    result = footnote(fresh, "ask", "In which city was the NATO summit held?")
+    assert result.returncode == 0, result.stderr
+    assert "no index yet: building it" in result.stderr and "index ready: 2 documents" in result.stderr
+    assert "Washington" in result.stdout
+    again = footnote(fresh, "ask", "In which city was the NATO summit held?")
+    assert "no index yet" not in again.stderr
 
 
 def _free_port() -> int:
@@ -122,9 +127,15 @@ def test_ask_filters_by_source_and_rejects_bad_dates(indexed: dict[str, str]) ->
 
 @pytest.fixture(scope="module")
 def server(indexed: dict[str, str]) -> Iterator[str]:
+    with serving(indexed) as url:
+        yield url
+
+
+@contextmanager
+def serving(env: dict[str, str]) -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [FOOTNOTE, "serve", "--port", str(port)], env=indexed, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [FOOTNOTE, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -164,3 +175,34 @@ def test_remote_errors_are_reported_with_the_servers_message(server: str, indexe
     result = footnote(indexed, "ask", "x" * 2001, "--url", server)
     assert result.returncode == 1
     assert "422" in result.stderr and "question" in result.stderr
+
+
+def _gold_copies(tmp_path: Path, times: int) -> Path:
+    lines = (DATA / "gold_qa.jsonl").read_text().splitlines()
+    out = tmp_path / "gold.jsonl"
+    out.write_text("".join(json.dumps({**json.loads(line), "id": f"{n}-{json.loads(line)['id']}"}) + "\n"
+                           for n in range(times) for line in lines))
+    return out
+
+
+def test_a_local_batch_is_not_throttled_by_default(indexed: dict[str, str], tmp_path: Path) -> None:
+    """Default limits (600 a minute, bursts of 60): a caller on 127.0.0.1 with no keys is the
+    owner's own script, and 500 questions go through without a 429."""
+    with serving({**indexed, "FOOTNOTE_RATE_LIMIT_PER_MINUTE": "600"}) as url:
+        result = footnote(indexed, "eval", str(_gold_copies(tmp_path, 10)), "--url", url, "--json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["questions"] == 500 and report["failed"] == []
+
+
+def test_remote_commands_wait_out_a_429(indexed: dict[str, str], tmp_path: Path) -> None:
+    limited = {**indexed, "FOOTNOTE_API_KEYS": "cli-key-5e2a", "FOOTNOTE_RATE_LIMIT_PER_MINUTE": "120",
+               "FOOTNOTE_RATE_LIMIT_BURST": "2"}
+    with serving(limited) as url:
+        # 8 questions at 2 a second after a burst of 2: the client waits when told to, and all are answered.
+        gold = tmp_path / "few.jsonl"
+        gold.write_text("".join((DATA / "gold_qa.jsonl").read_text().splitlines(keepends=True)[:8]))
+        result = footnote({**indexed, "FOOTNOTE_API_KEY": "cli-key-5e2a"}, "eval", str(gold), "--url", url, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["questions"] == 8
+        assert httpx.post(f"{url}/ask", json={"question": "Which resolutions were cited?"}).status_code == 401

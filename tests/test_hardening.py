@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from service.api import create_app
 from service.api.security import RateLimit
@@ -399,3 +400,35 @@ def test_a_question_over_the_term_limit_is_a_422_and_memos_stay_bounded(client: 
     for n in range(10_000):
         memo.put(f"term{n}", n)
     assert len(memo) == 100 and memo.get("term9999") == 9999 and memo.get("term0") is None
+
+
+def test_files_a_crash_left_half_written_are_cleared_at_start(tmp_path: Path, corpus_dir: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpus_dir, corpus)
+    (corpus / ".owls.txt.staged").write_bytes(b"An upload that was never acknowledged.")
+    (corpus / "sub").mkdir()
+    (corpus / "sub" / ".old.txt.deleting").write_bytes(b"A delete that was never acknowledged.")
+    engine = build_engine(Settings(corpus_dir=corpus, index_dir=tmp_path / "index", state_dir=tmp_path / "state"),
+                          embedder=HashEmbedder())
+    engine.start()
+    assert not list(corpus.rglob(".*"))
+    assert {d.source for d in engine.documents()} == {p.name for p in corpus_dir.iterdir() if p.suffix == ".txt"}
+
+
+@pytest.mark.parametrize(("keys", "loopback", "address", "limited"), [
+    ("", False, "127.0.0.1", False),  # the owner's own scripts, on a local server without keys
+    ("", False, "::1", False),
+    ("", False, "203.0.113.7", True),  # anyone else
+    ("", True, "127.0.0.1", True),  # behind a proxy on the same host: FOOTNOTE_RATE_LIMIT_LOOPBACK=true
+    (KEYS[0], False, "127.0.0.1", True),  # with keys, every key is limited, wherever it calls from
+], ids=["loopback", "loopback-v6", "remote", "loopback-limited", "keyed"])
+def test_loopback_callers_are_not_limited_without_keys(engine: Engine, keys: str, loopback: bool, address: str,
+                                                       limited: bool) -> None:
+    settings = engine.settings.model_copy(update={
+        "api_keys": SecretStr(keys) if keys else None, "rate_limit_per_minute": 30, "rate_limit_burst": 3,
+        "rate_limit_loopback": loopback})
+    app = create_app(engine=build_engine(settings, embedder=engine.embedder))
+    with TestClient(app, client=(address, 50000)) as client:
+        headers = {"Authorization": f"Bearer {keys}"} if keys else {}
+        statuses = [client.get("/documents", headers=headers).status_code for _ in range(6)]
+    assert (429 in statuses) is limited, statuses

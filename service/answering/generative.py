@@ -19,7 +19,12 @@ from ..store import DocumentInfo
 
 
 class LLMError(FootnoteError):
-    """The model could not answer (unreachable, failed, too slow); callers fall back."""
+    """The model could not answer (unreachable, failed, too slow); callers fall back. ``reason``
+    is one word for metrics: ``timeout``, or the error's class."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 _END = object()
@@ -49,11 +54,12 @@ def _bounded(produce: Callable[[], Iterable[str]], timeout: float, what: str) ->
             try:
                 item = items.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise LLMError(f"the LLM endpoint did not finish the {what} within {timeout:g} s") from None
+                raise LLMError(f"the LLM endpoint did not finish the {what} within {timeout:g} s", "timeout") from None
             if item is _END:
                 return
             if isinstance(item, Exception):
-                raise LLMError(f"the LLM endpoint failed during the {what}: {_describe(item)}") from item
+                raise LLMError(f"the LLM endpoint failed during the {what}: {_describe(item)}",
+                               type(item).__name__) from item
             yield item  # type: ignore[misc]
     finally:
         stop.set()

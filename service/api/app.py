@@ -13,6 +13,8 @@ from .. import __version__
 from ..engine import Engine, build_engine
 from ..settings import Settings, get_settings
 from .errors import install_error_handlers
+from .metrics import instrument
+from .metrics import router as metrics_router
 from .openai_compat import router as openai_router
 from .routes import public, router
 from .security import BodyLimit, RateLimit
@@ -56,10 +58,12 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
     # Added last, runs first: a caller over its rate is refused before its body is read.
     app.add_middleware(BodyLimit, limit=configured.max_upload_bytes)
     app.add_middleware(RateLimit, per_minute=configured.rate_limit_per_minute, burst=configured.rate_limit_burst,
-                       keys=configured.keys())
+                       keys=configured.keys(), limit_loopback=configured.rate_limit_loopback)
     install_error_handlers(app)
+    instrument(app)
     app.include_router(public)
     app.include_router(router)
+    app.include_router(metrics_router)
     app.include_router(openai_router)
     if configured.slack_http_enabled:
         from .slack_events import router as slack_router

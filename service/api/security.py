@@ -63,11 +63,16 @@ async def require_key(request: Request, credentials: Credentials) -> None:
     _check(_settings(request), credentials)
 
 
+_LOOPBACK = frozenset({"addr:127.0.0.1", "addr:::1"})
+
+
 class RateLimit:
     """A token bucket per caller: per API key when a request carries a valid one, else per client
     address (a made-up or wrong key is the address's, so it buys no fresh bucket). ``per_minute``
     requests a minute on average, up to ``burst`` at once; beyond that, 429 with `Retry-After`.
-    /health and Slack's signed callbacks are not counted. The buckets are a bounded LRU (each
+    /health and Slack's signed callbacks are not counted, nor, unless ``loopback`` is limited
+    (always so with keys), callers on this machine: with no keys, the limit protects a public
+    server, and on a local one it would only break the owner's scripts. The buckets are a bounded LRU (each
     request costs O(1), however many callers there were). A request with two `Authorization`
     headers is refused: which one would count? Per process: with several workers, each allows
     the rate."""
@@ -75,8 +80,9 @@ class RateLimit:
     EXEMPT = ("/health", "/slack/events")
 
     def __init__(self, app: ASGIApp, per_minute: int, burst: int, keys: Sequence[str] = (),
-                 max_callers: int = 100_000) -> None:
+                 max_callers: int = 100_000, limit_loopback: bool = False) -> None:
         self.app = app
+        self.limit_loopback = limit_loopback or bool(keys)
         self.rate = per_minute / 60.0
         self.burst = float(burst)
         self.keys = [k.encode() for k in keys]
@@ -117,7 +123,11 @@ class RateLimit:
         if self.rate <= 0 or scope["path"] in self.EXEMPT:
             await self.app(scope, receive, send)
             return
-        wait = self._take(self._caller(authorizations[0] if authorizations else None, scope))
+        caller = self._caller(authorizations[0] if authorizations else None, scope)
+        if not self.limit_loopback and caller in _LOOPBACK:
+            await self.app(scope, receive, send)
+            return
+        wait = self._take(caller)
         if not wait:
             await self.app(scope, receive, send)
             return
