@@ -11,7 +11,7 @@ import httpx
 
 from .errors import DocumentNotFound, FootnoteError, InvalidRequest
 from .feedback import FeedbackEntry, Vote
-from .models import Answer, DocumentDetail, Filters, Mode, Turn
+from .models import Answer, DocumentDetail, Filters, Mode, Passage, Turn
 
 # A 429 is waited out (its Retry-After, at most a minute) this many times before it is an error.
 MAX_WAITS = 5
@@ -95,6 +95,12 @@ class RemoteEngine:
                     yield Answer.model_validate_json(data)
                 elif event == "error":
                     raise FootnoteError(f"{self.url} failed mid-answer: {json.loads(data)['detail']}")
+
+    def search(self, question: str, top_k: int = 5, filters: Filters | None = None) -> list[Passage]:
+        body: dict[str, object] = {"query": question, "top_k": top_k}
+        if filters is not None:
+            body["filters"] = filters.model_dump(mode="json", exclude_none=True)
+        return [Passage.model_validate(p) for p in self._request("POST", "/search", json=body).json()]
 
     def feedback(self, vote: Vote | None = None, limit: int = 100) -> list[FeedbackEntry]:
         params: dict[str, str | int] = {"limit": limit, **({"vote": vote} if vote else {})}

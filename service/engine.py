@@ -477,10 +477,6 @@ class Engine:
         """The index as of now (loaded on first use, refreshed after any process's write)."""
         return self.live.view()
 
-    @property
-    def retriever(self) -> HybridRetriever:
-        return self.asker.retriever
-
     def load(self) -> None:
         self.embedder.warm_up()
         self.live.open()

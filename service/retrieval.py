@@ -16,16 +16,11 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document as LCDocument
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
 
 from .chunking import Chunk
 from .embedding import Embedder
@@ -240,31 +235,3 @@ class HybridRetriever:
                 if len(hits) == top_k:
                     break
         return hits
-
-
-class FootnoteRetriever(BaseRetriever):
-    """LangChain view of Footnote's search: chains built on LangChain get the same hybrid
-    retrieval and exact offsets (``metadata['start']``/``['end']``)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    retriever: HybridRetriever
-    # A view, or a function giving the current one (``engine.live.view``), so writes are seen.
-    index: SearchIndex | Callable[[], SearchIndex]
-    top_k: int = 5
-
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[LCDocument]:
-        vector = self.retriever.embedder.embed([query])[0]
-        index = self.index if isinstance(self.index, SearchIndex) else self.index()
-        return [
-            LCDocument(
-                page_content=hit.chunk.text,
-                metadata={
-                    "source": hit.chunk.source, "chunk_id": hit.chunk.chunk_id,
-                    "start": hit.chunk.start, "end": hit.chunk.end, "score": hit.score,
-                },
-            )
-            for hit in self.retriever.search(index, query, vector, self.top_k)
-        ]

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from service.api import create_app
 from service.engine import build_engine

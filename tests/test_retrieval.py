@@ -6,7 +6,6 @@ import pytest
 from service.embedded_store import top_k
 from service.engine import Engine, build_engine
 from service.models import Answer
-from service.retrieval import FootnoteRetriever
 from service.store import Scored
 
 
@@ -34,16 +33,6 @@ def test_passages_never_overlap(engine: Engine) -> None:
         for b in passages:
             if a is not b and a.source == b.source:
                 assert a.end <= b.start or b.end <= a.start
-
-
-def test_langchain_retriever_returns_exact_spans(engine: Engine) -> None:
-    retriever = FootnoteRetriever(retriever=engine.retriever, index=engine.live.view, top_k=3)
-    docs = retriever.invoke("What does PRC stand for?")
-    assert len(docs) == 3
-    for doc in docs:
-        text = engine.document(doc.metadata["source"]).text
-        assert text[doc.metadata["start"] : doc.metadata["end"]] == doc.page_content
-    assert "People’s Republic of China" in docs[0].page_content
 
 
 def test_concurrent_questions_get_the_single_threaded_answer(engine: Engine) -> None:

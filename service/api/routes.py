@@ -26,6 +26,7 @@ from ..models import (
     IndexChange,
     JsonInt,
     Mode,
+    Passage,
     RequestModel,
     Turn,
 )
@@ -72,6 +73,20 @@ async def health(engine: EngineDep) -> Health:
 def ask(body: AskRequest, engine: EngineDep) -> Answer:
     # A plain def: FastAPI runs it in its thread pool, so encoding never blocks the event loop.
     return engine.ask(body.question, body.top_k, body.filters, body.mode, body.history)
+
+
+class SearchRequest(RequestModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: StrictStr = Field(min_length=1, max_length=MAX_QUESTION_CHARS, examples=["UN Security Council resolutions"])
+    top_k: JsonInt = Field(5, ge=1, le=MAX_TOP_K, description="Passages to return.")
+    filters: Filters | None = Field(None, description="Restrict retrieval to matching documents.")
+
+
+@router.post("/search", response_model=list[Passage], responses=TOO_LARGE)
+def search(body: SearchRequest, engine: EngineDep) -> list[Passage]:
+    """The passages `/ask` would answer from, best first, each with its exact offsets; no answer."""
+    return engine.search(body.query, body.top_k, body.filters)
 
 
 def sse(event: str, data: str) -> str:
