@@ -175,6 +175,18 @@ def serve(
     uvicorn.Server(server_config(create_app(engine=engine), settings, host, port)).run()
 
 
+@app.command(name="mcp")
+def mcp_stdio() -> None:
+    """Serve Footnote to an MCP client (a desktop or IDE agent) over stdin/stdout: read-only tools
+    ask, search, list_documents and get_document, and the documents as resources."""
+    from .mcp_server import build_mcp
+
+    engine = build_engine(_settings())
+    _start(engine)  # on stderr: stdout is the protocol's
+    engine.embedder.warm_up()
+    build_mcp(lambda: engine).run("stdio")
+
+
 def _start(engine: Engine) -> None:
     report = engine.start(progress=_progress_bar())
     counts = engine.store.counts()

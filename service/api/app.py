@@ -8,16 +8,18 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from .. import __version__
 from ..engine import Engine, build_engine
+from ..mcp_server import build_mcp
 from ..settings import Settings, get_settings
 from .errors import install_error_handlers
 from .metrics import instrument
 from .metrics import router as metrics_router
 from .openai_compat import router as openai_router
 from .routes import public, router
-from .security import BodyLimit, RateLimit
+from .security import BodyLimit, KeyGuard, RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
     """An app over ``engine``, or over one built from ``settings`` at startup. With ``sync``,
     startup first brings the index in line with the corpus (build if missing or stale)."""
     configured = settings or (engine.settings if engine else None) or get_settings()
+
+    # MCP over streamable HTTP, at /mcp: stateless (any server of several can answer any call).
+    mcp = build_mcp(lambda: app.state.engine)
+    mcp_http = mcp.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, host=configured.host)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,7 +50,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
 
             app.state.slack = build_slack_app(current, app.state.feedback, current.settings)
         log.info("serving %s", current.health().model_dump())
-        yield
+        async with mcp.session_manager.run():
+            yield
 
     app = FastAPI(
         title="Footnote",
@@ -64,6 +71,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
     app.include_router(public)
     app.include_router(router)
     app.include_router(metrics_router)
+    app.router.routes.append(Route("/mcp", KeyGuard(mcp_http, configured.keys()), include_in_schema=False))
     app.include_router(openai_router)
     if configured.slack_http_enabled:
         from .slack_events import router as slack_router

@@ -25,17 +25,29 @@ def _settings(request: Request) -> Settings:
     return request.app.state.engine.settings
 
 
+NO_KEY = "missing or invalid API key: send `Authorization: Bearer <key>`"
+
+
+def matching_key(token: bytes, keys: Sequence[bytes]) -> int | None:
+    """Which of ``keys`` the token is. Every key is compared, in constant time, so timing says
+    nothing about which is close."""
+    found = None
+    for n, key in enumerate(keys):
+        if hmac.compare_digest(token, key):
+            found = n
+    return found
+
+
+def bearer_token(authorization: bytes) -> bytes:
+    scheme, _, token = authorization.strip().partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else b""
+
+
 def _check(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
     keys = settings.keys()
-    if not keys:
-        return
-    given = credentials.credentials.encode() if credentials else b""
-    # Compare against every key in constant time, so timing says nothing about which is close.
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given, key.encode())
-    if not matched:
-        raise Unauthorized("missing or invalid API key: send `Authorization: Bearer <key>`")
+    if keys and matching_key(credentials.credentials.encode() if credentials else b"",
+                             [k.encode() for k in keys]) is None:
+        raise Unauthorized(NO_KEY)
 
 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -91,12 +103,8 @@ class RateLimit:
         self._lock = threading.Lock()
 
     def _caller(self, authorization: bytes | None, scope: Scope) -> str:
-        if authorization:
-            scheme, _, token = authorization.strip().partition(b" ")
-            if scheme.lower() == b"bearer":
-                for n, key in enumerate(self.keys):
-                    if hmac.compare_digest(token.strip(), key):
-                        return f"key:{n}"
+        if authorization and (n := matching_key(bearer_token(authorization), self.keys)) is not None:
+            return f"key:{n}"
         client = scope.get("client")
         return f"addr:{client[0] if client else '?'}"
 
@@ -141,6 +149,23 @@ async def _reply(send: Send, status: int, content: dict, headers: list[tuple[byt
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or []),
     ]})
     await send({"type": "http.response.body", "body": body})
+
+
+class KeyGuard:
+    """The keys check for an ASGI app served beside the routes (the MCP endpoint), which FastAPI's
+    dependencies do not reach."""
+
+    def __init__(self, app: ASGIApp, keys: Sequence[str]) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in keys]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.keys and scope["type"] == "http":
+            authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            if matching_key(bearer_token(authorization), self.keys) is None:
+                await _reply(send, 401, {"detail": NO_KEY}, [(b"www-authenticate", b"Bearer")])
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
