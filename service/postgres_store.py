@@ -206,10 +206,11 @@ class PostgresStore:
 
     @staticmethod
     def _info(row: tuple) -> DocumentInfo:
-        return DocumentInfo(row[0], row[1], row[2], row[3], row[4], tuple(row[5]), int(row[6]))
+        return DocumentInfo(row[0], row[1], row[2], row[3], row[4], tuple(row[5]), int(row[6]), *row[7:])
 
     def documents(self) -> list[DocumentInfo]:
-        return [self._info(r) for r in self.db.read(f"SELECT {_INFO} FROM footnote_documents ORDER BY source")]
+        rows = self.db.read(f"SELECT {_INFO}, char_length(text) FROM footnote_documents ORDER BY source")
+        return [self._info(r) for r in rows]
 
     def infos(self, sources: Iterable[str]) -> dict[str, DocumentInfo]:
         wanted = list(dict.fromkeys(sources))

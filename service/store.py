@@ -45,6 +45,8 @@ class DocumentInfo:
     metadata: dict[str, str]
     pages: tuple[int, ...]
     chunks: int
+    # Characters of text: read for listings only (``documents``), not on a question's path.
+    characters: int | None = None
 
     def page_at(self, offset: int) -> int | None:
         return bisect_right(self.pages, offset) if self.pages else None

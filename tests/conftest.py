@@ -26,6 +26,10 @@ SHARED = ROOT.parent / "shared"
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--screenshots", default=None, help="Save the web page tests' screenshots in this folder.")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Tests fire requests far faster than any user: the rate limit is off (for the CLI subprocesses
     # too) except where a test turns it on to check it.

@@ -156,3 +156,29 @@ def test_bad_filters_are_422_naming_the_problem(client: TestClient, filters: dic
     response = client.post("/ask", json={"question": "Which resolutions were cited?", "filters": filters})
     assert response.status_code == 422
     assert needle in response.text
+
+
+def test_search_returns_the_passages_ask_would_answer_from(client: TestClient) -> None:
+    question = "Which resolutions were cited?"
+    passages = client.post("/search", json={"query": question, "top_k": 3}).json()
+    asked = client.post("/ask", json={"question": question, "top_k": 3}).json()
+    assert [p["chunk_id"] for p in passages] == [p["chunk_id"] for p in asked["passages"]]
+    assert client.post("/search", json={"query": "", "top_k": 3}).status_code == 422
+
+
+def test_votes_from_the_page_are_kept_with_the_answer(client: TestClient) -> None:
+    answer = client.post("/ask", json={"question": "Which resolutions were cited?"}).json()
+    shown = {k: answer[k] for k in ("question", "answer", "answerable", "mode")}
+    shown["citations"] = [{k: c[k] for k in ("id", "source", "quote", "start", "end")} for c in answer["citations"]]
+    first = client.post("/feedback", json={"answer": shown, "vote": "up", "voter": "web:test-voter"})
+    assert first.status_code == 200
+    answer_id = first.json()["answer_id"]
+    # The same voter changing their mind replaces the vote.
+    assert client.post("/feedback", json={"answer_id": answer_id, "vote": "down", "voter": "web:test-voter"}).json() == {
+        "answer_id": answer_id}
+    mine = [e for e in client.get("/feedback").json() if e["answer_id"] == answer_id]
+    assert [(e["vote"], e["channel"], e["sources"][0]["quote"]) for e in mine] == [
+        ("down", "web", answer["citations"][0]["quote"])]
+    assert client.post("/feedback", json={"answer_id": "nope", "vote": "up"}).status_code == 404
+    neither = client.post("/feedback", json={"vote": "up"})
+    assert neither.status_code == 422 and "either answer" in neither.json()["message"]

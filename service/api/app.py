@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..engine import Engine, build_engine
@@ -20,8 +21,21 @@ from .metrics import router as metrics_router
 from .openai_compat import router as openai_router
 from .routes import public, router
 from .security import BodyLimit, KeyGuard, RateLimit
+from .web import mount_static
+from .web import router as web_router
 
 log = logging.getLogger(__name__)
+
+
+class Started:
+    """An ASGI app made when the server starts (not when the route table is)."""
+
+    app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            raise RuntimeError("the app has not started")
+        await self.app(scope, receive, send)
 
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None, sync: bool = False) -> FastAPI:
@@ -31,7 +45,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
 
     # MCP over streamable HTTP, at /mcp: stateless (any server of several can answer any call).
     mcp = build_mcp(lambda: app.state.engine)
-    mcp_http = mcp.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, host=configured.host)
+    mcp_endpoint = Started()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +64,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
 
             app.state.slack = build_slack_app(current, app.state.feedback, current.settings)
         log.info("serving %s", current.health().model_dump())
+        # The SDK's session manager runs once: a new one for each start of the app.
+        mcp_endpoint.app = mcp.streamable_http_app(streamable_http_path="/mcp", stateless_http=True,
+                                                   host=configured.host)
         async with mcp.session_manager.run():
             yield
 
@@ -71,7 +88,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
     app.include_router(public)
     app.include_router(router)
     app.include_router(metrics_router)
-    app.router.routes.append(Route("/mcp", KeyGuard(mcp_http, configured.keys()), include_in_schema=False))
+    app.include_router(web_router)
+    mount_static(app)
+    app.router.routes.append(Route("/mcp", KeyGuard(mcp_endpoint, configured.keys()), include_in_schema=False))
     app.include_router(openai_router)
     if configured.slack_http_enabled:
         from .slack_events import router as slack_router

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import ConfigDict, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
 from ..engine import MAX_QUESTION_CHARS, MAX_TOP_K
 from ..errors import FootnoteError
@@ -19,6 +19,7 @@ from ..feedback import FeedbackEntry, Vote
 from ..indexing import IndexReport
 from ..models import (
     Answer,
+    Citation,
     DocumentDetail,
     DocumentSummary,
     Filters,
@@ -177,6 +178,63 @@ def list_feedback(
     vote: Annotated[Vote | None, Query(description="Only 'up' or only 'down' votes.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[FeedbackEntry]:
-    """Votes on answers (from Slack's buttons), newest first, each with the question, the answer and
-    its sources: `?vote=down` lists the answers that failed."""
+    """Votes on answers (from Slack's buttons and the web page), newest first, each with the
+    question, the answer and its sources: `?vote=down` lists the answers that failed."""
     return store.entries(vote, limit)
+
+
+class VotedCitation(RequestModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: JsonInt = Field(ge=0)
+    source: StrictStr = Field(max_length=1000)
+    quote: StrictStr = Field(max_length=20_000)
+    start: JsonInt = Field(ge=0)
+    end: JsonInt = Field(ge=0)
+
+
+class VotedAnswer(RequestModel):
+    """The answer voted on, as `/ask` returned it (the fields kept with the vote)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: StrictStr = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    answer: StrictStr = Field(max_length=50_000)
+    answerable: bool
+    mode: Mode = "extractive"
+    citations: list[VotedCitation] = Field(default_factory=list, max_length=50)
+
+
+class VoteRequest(RequestModel):
+    model_config = ConfigDict(extra="forbid")
+
+    answer: VotedAnswer | None = Field(None, description="A first vote on an answer: the answer itself.")
+    answer_id: StrictStr | None = Field(None, max_length=64, description="A later vote: the id the first one returned.")
+    vote: Vote
+    voter: StrictStr = Field("web", min_length=1, max_length=100, description="Who votes (one vote per voter and answer).")
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> VoteRequest:
+        if (self.answer is None) == (self.answer_id is None):
+            raise ValueError("give either answer (a first vote) or answer_id (a later one)")
+        return self
+
+
+class Voted(BaseModel):
+    answer_id: str
+
+
+@router.post("/feedback", response_model=Voted, responses={**NOT_FOUND, **TOO_LARGE})
+def vote(body: VoteRequest, store: FeedbackDep) -> Voted:
+    """A 👍/👎 on an answer (the web page's buttons), kept with Slack's votes. A voter's later vote
+    on the same answer replaces the earlier one."""
+    answer_id = body.answer_id
+    if body.answer is not None:
+        shown = body.answer
+        answer_id = store.record_answer(Answer(
+            question=shown.question, answer=shown.answer, answerable=shown.answerable, mode=shown.mode,
+            citations=[Citation(title=None, date=None, **c.model_dump()) for c in shown.citations], passages=[],
+        ), channel="web", asker=None)
+    assert answer_id is not None
+    store.vote(answer_id, body.voter, body.vote)
+    return Voted(answer_id=answer_id)
