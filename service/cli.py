@@ -109,6 +109,8 @@ def print_answer(answer: Answer, streamed: str | None = None) -> None:
         typer.echo(f"\n\n{answer.answer}" if streamed else answer.answer)
     else:
         typer.echo()
+    if answer.confidence is not None and answer.answerable:
+        typer.echo(f"\nConfidence: {answer.confidence:.0%}")
     if answer.fallback_reason:
         typer.echo(f"\n(LLM mode failed, so this answer is quoted: {answer.fallback_reason})", err=True)
     if answer.citations:
@@ -254,9 +256,14 @@ def _print_report(report: EvalReport) -> None:
         (f"retrieval hit@{report.top_k}", f"{report.retrieval_hit_at_k:.3f}"),
         ("latency p50 / p95", f"{report.latency_p50_ms:.1f} / {report.latency_p95_ms:.1f} ms"),
     ]
+    if report.calibration_error is not None:
+        rows.append(("calibration error", f"{report.calibration_error:.3f} (confidence against accuracy, answers given)"))
     typer.echo(f"{report.questions} questions")
     for label, value in rows:
         typer.echo(f"  {label:<20} {value}")
+    if report.reliability:
+        typer.echo("  reliability: " + ", ".join(f"{b.confidence:.2f}->{b.accuracy:.2f} ({b.answers})"
+                                              for b in report.reliability))
     for r in report.results:
         if r.id in report.failed:
             typer.echo(f"  FAIL {r.id}: {r.question} -> {r.answer[:120]}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+from . import aliases
 from .errors import CorpusError, InvalidRequest
 from .loaders import SUPPORTED_SUFFIXES, Extracted, extract
 
@@ -64,6 +65,8 @@ def parse_document(source: str, text: str) -> Document:
             title, pos = m.group(1).strip(), pos + m.end()
     if m := _DATELINE.match(text[pos:]):
         metadata["dateline"] = f"{m.group(1).strip()} ({m.group(2).strip()})"
+    if found := aliases.mine(text):  # kept with the document, so questions may use either form
+        metadata["aliases"] = aliases.encode(found)
     while pos < len(text) and text[pos].isspace():
         pos += 1
     return Document(source, text, title, date, pos, metadata)

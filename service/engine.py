@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .answering.decision import DecisionModel
 from .answering.extractive import NOT_COVERED, ExtractiveAnswerer
 from .answering.generative import GenerativeAnswerer, LLMError, build_chat_model
 from .answering.grounding import Grounder, cleaned_stream
@@ -339,9 +340,15 @@ class Asker:
         self.retriever = HybridRetriever(embedder, metrics, settings.candidates, settings.dense_weight,
                                          settings.keyword_weight)
         self.reranker = reranker
-        self.answerer = ExtractiveAnswerer(analyzer, settings.answer_threshold, settings.max_answer_sentences)
+        self.answerer = ExtractiveAnswerer(analyzer, DecisionModel.load(), settings.answer_decision == "learned",
+                                           settings.answer_threshold, settings.max_answer_sentences, self._embed)
         self.generator = generator
         self.grounder = Grounder(analyzer, embedder, settings.support_threshold)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Short texts embedded beside the questions (in their batches)."""
+        futures = [self.queries.submit(t) for t in texts]
+        return np.stack([f.result() for f in futures]) if futures else np.zeros((0, 1), np.float32)
 
     def validate(self, question: str, top_k: int, filters: Filters | None) -> None:
         if not question.strip():
@@ -444,10 +451,11 @@ class Asker:
 
     def extractive(self, question: str, found: Retrieval) -> Answer:
         with self.metrics.timed("answer"):
-            text, citations = self.answerer.answer(found.index, question, found.query, found.hits)
+            text, citations, confidence = self.answerer.answer(found.index, question, found.query, found.hits)
         return Answer(
             question=question, answer=text, answerable=bool(citations), citations=citations,
             passages=_passages(found.index, found.hits),
+            confidence=None if confidence is None else round(confidence, 4),
         )
 
 

@@ -43,6 +43,13 @@ class QuestionResult(BaseModel):
     spans_ok: bool
     latency_ms: float
     answer: str
+    confidence: float | None = None
+
+
+class ReliabilityBin(BaseModel):
+    confidence: float = Field(description="Mean confidence of the answers in this bin.")
+    accuracy: float = Field(description="Share of them that were right.")
+    answers: int
 
 
 class EvalReport(BaseModel):
@@ -55,6 +62,9 @@ class EvalReport(BaseModel):
     top_k: int
     latency_p50_ms: float
     latency_p95_ms: float
+    calibration_error: float | None = Field(
+        description="Expected calibration error of `confidence` over the answers given (10 bins): 0 is perfect.")
+    reliability: list[ReliabilityBin] = Field(description="Per confidence bin: mean confidence and accuracy.")
     failed: list[str] = Field(description="Ids of questions that missed any bar.")
     results: list[QuestionResult]
 
@@ -125,6 +135,7 @@ def evaluate(backend: Backend, gold: list[GoldQuestion], top_k: int = 5) -> Eval
                 spans_ok=_spans_ok(backend, answer, texts),
                 latency_ms=round(latency, 2),
                 answer=answer.answer,
+                confidence=answer.confidence,
             )
         )
     answerable = [r for r in results if r.answerable]
@@ -138,6 +149,9 @@ def evaluate(backend: Backend, gold: list[GoldQuestion], top_k: int = 5) -> Eval
         if not r.spans_ok or not ((r.answer_ok and r.citation_ok) if r.answerable else not r.answered)
     ]
     latencies = np.array([r.latency_ms for r in results])
+    given = [r for r in results if r.answered and r.confidence is not None]
+    error, bins = calibration(np.array([r.confidence for r in given]),
+                              np.array([r.answerable and r.answer_ok for r in given], float))
     return EvalReport(
         questions=len(results),
         answer_accuracy=share(answerable, "answer_ok"),
@@ -150,6 +164,22 @@ def evaluate(backend: Backend, gold: list[GoldQuestion], top_k: int = 5) -> Eval
         top_k=top_k,
         latency_p50_ms=round(float(np.percentile(latencies, 50)), 2),
         latency_p95_ms=round(float(np.percentile(latencies, 95)), 2),
+        calibration_error=round(error, 4) if given else None,
+        reliability=bins,
         failed=failed,
         results=results,
     )
+
+
+def calibration(confidence: np.ndarray, right: np.ndarray, bins: int = 10) -> tuple[float, list[ReliabilityBin]]:
+    """Expected calibration error (the gap between confidence and accuracy, weighted by how many
+    answers fall in each of ``bins`` equal-width bins) and the reliability diagram's bins."""
+    edges = np.linspace(0, 1, bins + 1)
+    table, error = [], 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (confidence >= lo) & ((confidence < hi) | (hi == 1.0))
+        if inside.any():
+            table.append(ReliabilityBin(confidence=round(float(confidence[inside].mean()), 4),
+                                        accuracy=round(float(right[inside].mean()), 4), answers=int(inside.sum())))
+            error += inside.sum() / len(confidence) * abs(float(confidence[inside].mean()) - float(right[inside].mean()))
+    return float(error), table

@@ -138,6 +138,11 @@ class Answer(BaseModel):
     citations: list[Citation]
     passages: list[Passage]
     mode: Mode = Field("extractive", description="The answerer that produced `answer`.")
+    confidence: float | None = Field(
+        None, ge=0, le=1, description="How likely the quoted answer is right (calibrated: among answers given "
+        "with confidence p, about p are right); below FOOTNOTE_ANSWER_THRESHOLD the question is refused. With "
+        "FOOTNOTE_ANSWER_DECISION=learned only: null with the rules and for generated answers.",
+    )
     fallback_reason: str | None = Field(
         None, description="Why LLM mode was asked for but the extractive answer is given."
     )

@@ -27,7 +27,7 @@ from .embedding import Embedder
 from .metrics import Metrics
 from .models import Filters
 from .store import Admitted, DocumentInfo, Scored, Store, StoredSentence
-from .text import Analyzer, related
+from .text import Analyzer, canonical, related
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -131,13 +131,20 @@ class SearchIndex:
         found = self._words.get(source)
         if found is None:
             doc = self.store.document(source)
-            found = self._words.put(source, frozenset(self.analyzer.words(doc.text)) if doc else frozenset())
+            found = self._words.put(source, frozenset(canonical(w) for w in self.analyzer.words(doc.text))
+                                    if doc else frozenset())
         return found
 
     def mentions(self, source: str, word: str) -> bool:
         """Whether a document has ``word`` or a form of it (korea/korean)."""
         words = self.document_words(source)
         return word in words or any(related(word, w) for w in words)
+
+    def refers(self, source: str, name: str, forms: dict[str, list[list[str]]]) -> bool:
+        """Whether a document mentions ``name``, or every word of another form of it (``forms``:
+        an acronym's long forms, as documents define them)."""
+        return self.mentions(source, name) or any(
+            all(self.mentions(source, w) for w in form) for form in forms.get(name, ()))
 
     def chunk_sentences(self, rows: list[int]) -> dict[int, list[StoredSentence]]:
         missing = [r for r in rows if self._sentences.get(r) is None]

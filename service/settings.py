@@ -81,9 +81,14 @@ class Settings(BaseSettings):
         "retrieved passages; off when unset.",
     )
     rerank_depth: int = Field(30, ge=1, le=200, description="Passages the reranker sees.")
-    answer_threshold: float = Field(
-        0.36, ge=0, le=1,
-        description="Least support score of the best sentence for a question to count as answered.",
+    answer_decision: Literal["rules", "learned"] = Field(
+        "rules", description="Who decides whether to answer and which sentence to quote: the hand-set rules, or "
+        "the model trained on public data (service/answering/answerer_model.json), whose confidence is calibrated.",
+    )
+    answer_threshold: float | None = Field(
+        None, ge=0, le=1,
+        description="With rules: least support score of the quoted sentence (default 0.36). Learned: least "
+        "confidence (default: the threshold chosen with the model on its tuning data). Below it: refused.",
     )
     max_answer_sentences: int = Field(2, ge=1, le=5, description="Sentences quoted per answer.")
     answer_mode: Literal["extractive", "llm"] = Field(

@@ -19,6 +19,14 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u20
 _ACRONYM_DOTS = re.compile(r"\b((?:[A-Za-z]\.){2,})")
 _POSSESSIVE = re.compile(r"'s\b", re.I)
 _WORD = re.compile(r"[A-Za-z0-9]+")
+# Months however a document abbreviates them (Sept. 26 = September 26 = 26 September).
+_MONTHS = "january february march april may june july august september october november december".split()
+MONTH_FORMS = {**{m[:3]: m for m in _MONTHS}, "sept": "september", **{m: m for m in _MONTHS}}
+
+
+def canonical(word: str) -> str:
+    """A lowercased word in the one form names are compared in (month abbreviations spelt out)."""
+    return MONTH_FORMS.get(word, word)
 
 
 def normalize(text: str) -> str:
@@ -70,7 +78,7 @@ class Analyzer:
             if i == 0 and not (word.isupper() and len(word) > 1):
                 continue
             if (word[0].isupper() or word.isdigit()) and word.lower() not in STOPWORDS:
-                found.append(word.lower())
+                found.append(canonical(word.lower()))
         return found
 
 

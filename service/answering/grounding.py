@@ -22,7 +22,8 @@ from ..retrieval import Hit, SearchIndex
 from ..text import Analyzer
 
 # Support is the same blend of meaning and words the extractive answerer ranks sentences with.
-from .extractive import _W_DENSE, _W_LEXICAL, NOT_COVERED
+from .extractive import NOT_COVERED
+from .support import Vocabulary, support
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
 # A sentence ends after . ! ? and the markers that follow it ("... in 2016. [1]"), or at a line break.
@@ -194,9 +195,10 @@ class Grounder:
                 if len(terms) >= _CLAIM_MIN_TERMS and not _REFUSAL.search(claim):
                     unsupported.append(Unsupported(sentence=sentence, citations=[], reason="cites no passage"))
                 continue
+            vocabulary = Vocabulary.of(claim, index, self.analyzer)
             best = 0.0
             for n in dict.fromkeys(numbers):
-                start, end, score = self._best_sentence(index, hits[n - 1], terms, vector)
+                start, end, score = self._best_sentence(index, hits[n - 1], vocabulary, vector)
                 spans.setdefault(n, []).append((start, end))
                 best = max(best, score)
             # The whole document, not the passage: "the alliance" in a passage is NATO in its article.
@@ -227,18 +229,14 @@ class Grounder:
         return Checked(text, citations, unsupported, dropped)
 
     def _best_sentence(
-        self, index: SearchIndex, hit: Hit, terms: set[str], vector: np.ndarray
+        self, index: SearchIndex, hit: Hit, vocabulary: Vocabulary, vector: np.ndarray
     ) -> tuple[int, int, float]:
         sentences = index.chunk_sentences([hit.row]).get(hit.row, [])
         dense = index.sentence_vectors([s.id for s in sentences]) @ vector.astype(np.float32)
-        weights = index.idfs(terms)
-        kin = {t: index.kin(t) for t in terms}
-        total = sum(weights.values()) or 1.0
         best = (hit.chunk.start, hit.chunk.end, -1.0)
         for s, cos in zip(sentences, dense):
-            words = index.sentence_terms(hit.chunk.span(s.start, s.end))
-            lexical = sum(w for t, w in weights.items() if not kin[t].isdisjoint(words)) / total
-            score = _W_DENSE * float(cos) + _W_LEXICAL * lexical
+            lexical, _ = vocabulary.coverage(index.sentence_terms(hit.chunk.span(s.start, s.end)))
+            score = support(float(cos), lexical)
             if score > best[2]:
                 best = (s.start, s.end, score)
         return best

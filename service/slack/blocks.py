@@ -44,6 +44,8 @@ def answer_blocks(answer: Answer, feedback_id: str | None) -> list[Block]:
             meta = " \u00b7 ".join(escape(x) for x in (c.title, c.date, f"p. {c.page}" if c.page else None) if x)
             head = f"*[{c.id}]* `{escape(c.source)}`" + (f" \u00b7 {meta}" if meta else "")
             blocks.append(_context(f"{head}\n>{escape(shorten(c.quote, QUOTE_CHARS))}"))
+        if answer.confidence is not None:
+            blocks.append(_context(f"Confidence: {answer.confidence:.0%}"))
         for u in answer.unsupported:
             blocks.append(_context(f":warning: Not backed by the sources: _{escape(shorten(u.sentence, 200))}_ ({escape(u.reason)})"))
     if answer.fallback_reason:

@@ -1,0 +1,97 @@
+"""The extractive answerer's learnt decision: the model file, its calibration, and what users see
+of it (a confidence on every quoted answer, refusals of questions answered only in part)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service import aliases
+from service.answering.decision import ANSWER_FEATURES, CANDIDATE_FEATURES, MODEL, DecisionModel, Logistic, sigmoid
+from service.engine import Engine, build_engine
+from service.evaluation import calibration, evaluate, load_gold
+from service.text import Analyzer
+
+from .conftest import DATA
+
+
+def test_a_logistic_fit_is_calibrated_on_data_it_did_not_see() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6000, 3))
+    truth = sigmoid(1.5 * x[:, 0] - 2.0 * x[:, 1] + 0.3)
+    y = (rng.random(6000) < truth).astype(float)
+    model = Logistic.fit(("a", "b", "c"), x[:4000], y[:4000])
+    p = sigmoid(model.logit(x[4000:]))
+    error, bins = calibration(p, y[4000:])
+    assert error < 0.04 and sum(b.answers for b in bins) == 2000
+    assert abs(model.weights[2]) < 0.1 * abs(model.weights[1])  # the noise feature is left out
+
+
+def test_the_packaged_model_loads_and_round_trips(tmp_path: Path) -> None:
+    model = DecisionModel.load()
+    assert model.candidate.names == CANDIDATE_FEATURES and model.answer.names == ANSWER_FEATURES
+    assert 0 < model.threshold < 1 and "command" in model.about
+    model.save(tmp_path / "copy.json")
+    again = DecisionModel.load(tmp_path / "copy.json")
+    rows = np.random.default_rng(1).normal(size=(5, len(CANDIDATE_FEATURES)))
+    np.testing.assert_allclose(again.candidate.logit(rows), model.candidate.logit(rows), atol=1e-5)
+    stale = json.loads(MODEL.read_text())
+    stale["candidate"]["features"] = stale["candidate"]["features"][:-1]
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    with pytest.raises(ValueError, match="retrain"):
+        DecisionModel.load(tmp_path / "stale.json")
+
+
+def test_only_the_learned_decision_gives_a_confidence(client: TestClient) -> None:
+    assert client.post("/ask", json={"question": "Which resolutions were cited?"}).json()["confidence"] is None
+
+
+@pytest.fixture(scope="module")
+def learned(engine: Engine) -> Engine:
+    return build_engine(engine.settings.model_copy(update={"answer_decision": "learned"}), embedder=engine.embedder)
+
+
+def test_the_learned_decision_refuses_below_its_threshold(learned: Engine) -> None:
+    threshold = learned.asker.answerer.threshold
+    assert threshold == DecisionModel.load().threshold  # the default: chosen on the tuning data
+    answered = learned.ask("In which city was the NATO summit held?")
+    assert answered.answerable and "Washington" in answered.answer and answered.confidence >= threshold
+    refused = learned.ask("What is the boiling point of tungsten?")
+    assert not refused.answerable and refused.confidence is not None and refused.confidence < threshold
+
+
+@pytest.mark.parametrize("question", [
+    "Exactly how many artillery shells did North Korea export to Russia?",  # no number is given
+    "How much money did NATO pledge to Ukraine at the summit?",
+])
+def test_a_question_asking_for_a_quantity_the_documents_never_give_is_refused(
+    engine: Engine, learned: Engine, question: str
+) -> None:
+    assert not engine.ask(question).answerable and not learned.ask(question).answerable
+
+
+def test_months_match_however_they_are_abbreviated(engine: Engine) -> None:
+    assert Analyzer().names("What did Russia state on September 26?") == ["russia", "september", "26"]
+    source = "000_ebf57527fa8dd4ca.txt"  # says "Sept. 26"
+    assert engine.index.mentions(source, "september")
+
+
+def test_eval_reports_calibration_on_the_answers_given(learned: Engine) -> None:
+    report = evaluate(learned, load_gold(DATA / "gold_qa.jsonl"))
+    assert report.calibration_error is not None and 0 <= report.calibration_error <= 1
+    assert sum(b.answers for b in report.reliability) == sum(r.answered for r in report.results)
+
+
+def test_acronyms_a_document_defines_are_kept_with_it(engine: Engine) -> None:
+    text = ("the North Atlantic Treaty Organization (NATO) said the DPRK [Democratic People’s Republic of Korea] "
+            "and Resolution 2270 (2016) apply. PRC stands for China’s official name, the People’s Republic of "
+            "China. The Security Council (UNSC) met.")
+    assert aliases.mine(text) == {"NATO": "North Atlantic Treaty Organization",
+                                  "DPRK": "Democratic People’s Republic of Korea",
+                                  "PRC": "People’s Republic of China"}  # not (2016); SC does not spell UNSC
+    kept = aliases.decode(engine.document("004_db5665c2341ed43f.txt").metadata["aliases"])
+    assert kept["PRC"] == "People’s Republic of China"
