@@ -113,7 +113,7 @@ def observe(split: Split, cache: Path, reuse: Path | None = None) -> list[Observ
 
 def _observe(split: Split, cache: Path) -> list[Observed]:
     with workspace() as tmp:
-        system = Footnote(Path(tmp), cache)
+        system = Footnote(Path(tmp), cache, answer_decision="learned")  # its features in full
         began = time.perf_counter()
         system.build(split.documents)
         print(f"  {split.name}: {len(split.documents)} documents indexed in {time.perf_counter() - began:.0f} s")

@@ -39,6 +39,8 @@ RULES_MARGIN = 0.08  # a runner-up within this of the best is quoted too
 _WANTS_NAME = re.compile(r"\b(?:who|whom|whose|where|which|what (?:country|city|team|company|organi[sz]ation|"
                          r"group|state|name|person|place|river|university|party))\b", re.I)
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
+# Names of a document's retrieved sentences compared with a question's missing name, at most.
+MAX_PHRASES = 24
 # A capitalised phrase of a sentence ("North Korea", "Pyongyang"), for matching names by meaning.
 _PHRASE = re.compile(r"\b[A-Z][\w’'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w’'-]*)*")
 
@@ -135,7 +137,9 @@ class ExtractiveAnswerer:
         forms = self._forms(index, {x.source for x in sentences.values()})
         expected = _expected_type(question)
         coverage = [vocabulary.coverage(index.sentence_terms(found[r][2])) for r in rows]
-        near = self._names_near(index, names, forms, [(sentences[r].source, found[r][2]) for r in rows])
+        # Matching names by meaning costs an embedding call: only the learned decision uses it.
+        near = (self._names_near(index, names, forms, [(sentences[r].source, found[r][2]) for r in rows])
+                if self.learned else {})
         best_dense, best_lexical = float(dense.max()), max(c[0] for c in coverage)
         asked = {canonical(w) for w in self.analyzer.words(question)}
         wants_name = bool(_WANTS_NAME.search(question))
@@ -180,8 +184,9 @@ class ExtractiveAnswerer:
         missing = {s: m for s, m in missing.items() if m}
         if not missing:
             return {}
-        phrases = {s: sorted({p for src, text in sentences if src == s for p in _PHRASE.findall(text)})
-                   for s in missing}
+        # In retrieval's order, so the cap keeps the names of the best passages.
+        phrases = {s: list(dict.fromkeys(p for src, text in sentences if src == s for p in _PHRASE.findall(text)))
+                   [:MAX_PHRASES] for s in missing}
         wanted = sorted({n for m in missing.values() for n in m})
         pool = sorted({p for ps in phrases.values() for p in ps})
         vectors = self.embed(wanted + pool)
