@@ -172,6 +172,8 @@ def serve(
     from .api.server import server_config
 
     settings = _settings()
+    if host:  # the address bound is also what /mcp's DNS-rebinding protection is set for
+        settings = settings.model_copy(update={"host": host})
     engine = build_engine(settings)
     _start(engine)
     uvicorn.Server(server_config(create_app(engine=engine), settings, host, port)).run()

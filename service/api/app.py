@@ -79,7 +79,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None, s
         redoc_url="/redoc" if configured.docs_enabled else None,
         openapi_url="/openapi.json" if configured.docs_enabled else None,
     )
-    # Added last, runs first: a caller over its rate is refused before its body is read.
+    # Middleware added later runs earlier: the instrumentator (added below) counts every request;
+    # then a caller over its rate is refused before its body is read.
     app.add_middleware(BodyLimit, limit=configured.max_upload_bytes)
     app.add_middleware(RateLimit, per_minute=configured.rate_limit_per_minute, burst=configured.rate_limit_burst,
                        keys=configured.keys(), limit_loopback=configured.rate_limit_loopback)
