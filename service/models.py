@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 # Request fields take JSON as the schema types it, no more: lax parsing would also take "5" for an
@@ -47,9 +47,10 @@ def _unicode(value: Any) -> Any:
 
 
 class RequestModel(BaseModel):
-    """A request body (or a part of one): every text in it is valid Unicode."""
+    """A request body (or a part of one): every text in it is valid Unicode, keys and fields a
+    model ignores included."""
 
-    @field_validator("*", mode="after")
+    @model_validator(mode="before")
     @classmethod
     def _valid_text(cls, value: Any) -> Any:
         return _unicode(value)
