@@ -17,7 +17,7 @@ from .engine import Engine, build_engine
 from .errors import FootnoteError, IndexMissing, InvalidRequest
 from .evaluation import EvalReport, evaluate, load_gold
 from .logs import configure_logging
-from .models import Answer, Filters
+from .models import Answer, Filters, Final
 from .settings import Settings, get_settings
 
 app = typer.Typer(
@@ -153,11 +153,11 @@ def ask(
         return
     streamed = ""
     for event in backend.ask_stream(question, top_k, filters, mode):
-        if isinstance(event, Answer):
-            print_answer(event, streamed)
+        if isinstance(event, Final):
+            print_answer(event.answer, streamed)
         else:
-            typer.echo(event, nl=False)
-            streamed += event
+            typer.echo(event.text, nl=False)
+            streamed += event.text
 
 
 @app.command()

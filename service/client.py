@@ -11,7 +11,7 @@ import httpx
 
 from .errors import DocumentNotFound, FootnoteError, InvalidRequest
 from .feedback import FeedbackEntry, Vote
-from .models import Answer, DocumentDetail, Filters, Mode, Passage, Turn
+from .models import Answer, DocumentDetail, Filters, Final, Mode, Passage, StreamEvent, Token, Turn
 
 # A 429 is waited out (its Retry-After, at most a minute) this many times before it is an error.
 MAX_WAITS = 5
@@ -65,7 +65,7 @@ class RemoteEngine:
     def ask_stream(
         self, question: str, top_k: int = 5, filters: Filters | None = None,
         mode: Mode | None = None, history: Sequence[Turn] = (),
-    ) -> Iterator[str | Answer]:
+    ) -> Iterator[StreamEvent]:
         """What `Engine.ask_stream` yields, read from the server's `/ask/stream` events."""
         body = _ask_body(question, top_k, filters, mode, history)
         try:
@@ -82,7 +82,7 @@ class RemoteEngine:
         except httpx.HTTPError as exc:
             raise FootnoteError(f"cannot reach {self.url}: {exc}") from exc
 
-    def _events(self, response: httpx.Response) -> Iterator[str | Answer]:
+    def _events(self, response: httpx.Response) -> Iterator[StreamEvent]:
         event = ""
         for line in response.iter_lines():
             if line.startswith("event: "):
@@ -90,9 +90,9 @@ class RemoteEngine:
             elif line.startswith("data: "):
                 data = line[6:]
                 if event == "token":
-                    yield json.loads(data)["text"]
+                    yield Token(json.loads(data)["text"])
                 elif event == "answer":
-                    yield Answer.model_validate_json(data)
+                    yield Final(Answer.model_validate_json(data))
                 elif event == "error":
                     raise FootnoteError(f"{self.url} failed mid-answer: {json.loads(data)['detail']}")
 

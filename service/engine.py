@@ -10,11 +10,12 @@ import threading
 import time
 import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from .answering import Answerer
 from .answering.decision import DecisionModel
 from .answering.extractive import NOT_COVERED, ExtractiveAnswerer
 from .answering.generative import GenerativeAnswerer, LLMError, build_chat_model
@@ -39,12 +40,24 @@ from .feedback import FeedbackStore, PostgresFeedback, PostgresSeenKeys, SeenKey
 from .indexing import IndexReport, Progress, check_config, check_size, index_config, prepare
 from .metrics import Metrics
 from .migration import migrate_legacy
-from .models import Answer, DocumentDetail, DocumentSummary, Filters, Health, Mode, Passage, Turn
+from .models import (
+    Answer,
+    DocumentDetail,
+    DocumentSummary,
+    Filters,
+    Final,
+    Health,
+    Mode,
+    Passage,
+    StreamEvent,
+    Token,
+    Turn,
+)
 from .onnx_embedding import OnnxEmbedder
 from .postgres_store import PostgresStore
 from .prompts import load_prompts
 from .reranking import CrossEncoderReranker, Reranker
-from .retrieval import Hit, HybridRetriever, SearchIndex
+from .retrieval import HybridRetriever, Retrieval, SearchIndex
 from .settings import Settings
 from .store import FileStamp, IndexConfig, Store, fsync_dir
 from .text import Analyzer
@@ -315,15 +328,6 @@ def _write_file(path: Path, data: bytes) -> None:
     os.replace(_stage(path, data), path)
 
 
-@dataclass(frozen=True)
-class Retrieval:
-    """What a question retrieved: the view it was answered from, its vector and the passages."""
-
-    index: SearchIndex
-    query: np.ndarray
-    hits: list[Hit]
-
-
 class Asker:
     """Questions: validation, retrieval (with the optional reranker) and the answer, quoted or
     generated and checked."""
@@ -340,8 +344,9 @@ class Asker:
         self.retriever = HybridRetriever(embedder, metrics, settings.candidates, settings.dense_weight,
                                          settings.keyword_weight)
         self.reranker = reranker
-        self.answerer = ExtractiveAnswerer(analyzer, DecisionModel.load(), settings.answer_decision == "learned",
-                                           settings.answer_threshold, settings.max_answer_sentences, self._embed)
+        self.answerer: Answerer = ExtractiveAnswerer(
+            analyzer, DecisionModel.load(), settings.answer_decision == "learned", settings.answer_threshold,
+            settings.max_answer_sentences, self._embed)
         self.generator = generator
         self.grounder = Grounder(analyzer, embedder, settings.support_threshold)
 
@@ -380,20 +385,20 @@ class Asker:
     def search(self, question: str, top_k: int = 5, filters: Filters | None = None) -> list[Passage]:
         self.validate(question, top_k, filters)
         found = self.retrieve(question, top_k, filters)
-        return _passages(found.index, found.hits)
+        return found.passages()
 
     def ask_stream(
         self, question: str, top_k: int, filters: Filters | None, mode: Mode | None, history: Sequence[Turn],
-    ) -> Iterator[str | Answer]:
-        """The answer's text as it is written, then the ``Answer`` itself."""
-        for item in self._answer_stream(question, top_k, filters, mode, history):
-            if isinstance(item, Answer):
-                self.metrics.answered(item)
-            yield item
+    ) -> Iterator[StreamEvent]:
+        """The answer's text as it is written, then the checked ``Answer``."""
+        for event in self._answer_stream(question, top_k, filters, mode, history):
+            if isinstance(event, Final):
+                self.metrics.answered(event.answer)
+            yield event
 
     def _answer_stream(
         self, question: str, top_k: int, filters: Filters | None, mode: Mode | None, history: Sequence[Turn],
-    ) -> Iterator[str | Answer]:
+    ) -> Iterator[StreamEvent]:
         self.validate(question, top_k, filters)
         mode = mode or self.settings.answer_mode
         if mode == "llm" and self.generator is None:
@@ -401,8 +406,8 @@ class Asker:
         history = list(history)[-self.settings.max_history_turns:] if self.settings.max_history_turns else []
         if mode == "extractive" or self.generator is None:
             answer = self.extractive(question, self.retrieve(question, top_k, filters))
-            yield answer.answer
-            yield answer
+            yield Token(answer.answer)
+            yield Final(answer)
             return
         standalone: str | None = None
         try:
@@ -412,16 +417,16 @@ class Asker:
             log.warning("LLM mode: %s; answering extractively", exc)
             self.metrics.fell_back(exc.reason)
             answer = self.extractive(question, self.retrieve(question, top_k, filters))
-            yield answer.answer
-            yield answer.model_copy(update={"fallback_reason": str(exc)})
+            yield Token(answer.answer)
+            yield Final(answer.model_copy(update={"fallback_reason": str(exc)}))
             return
         found = self.retrieve(standalone or question, top_k, filters)
         index, hits = found.index, found.hits
-        passages = _passages(index, hits)
+        passages = found.passages()
         if not hits:
-            yield NOT_COVERED
-            yield Answer(question=question, answer=NOT_COVERED, answerable=False, citations=[], passages=[],
-                         mode="llm", standalone_question=standalone)
+            yield Token(NOT_COVERED)
+            yield Final(Answer(question=question, answer=NOT_COVERED, answerable=False, citations=[], passages=[],
+                               mode="llm", standalone_question=standalone))
             return
         raw: list[str] = []  # the model's own text, which the check reads (dropped markers and all)
 
@@ -434,29 +439,25 @@ class Asker:
             messages = self.generator.messages(standalone or question, hits,
                                                index.infos({h.chunk.source for h in hits}))
             with self.metrics.timed("llm"):
-                yield from cleaned_stream(recorded(self.generator.stream(messages)), hits)
+                for token in cleaned_stream(recorded(self.generator.stream(messages)), hits):
+                    yield Token(token)
         except LLMError as exc:
             log.warning("LLM mode: %s; answering extractively", exc)
             self.metrics.fell_back(exc.reason)
             answer = self.extractive(question, found)
-            yield answer.model_copy(update={"fallback_reason": str(exc), "standalone_question": standalone})
+            yield Final(answer.model_copy(update={"fallback_reason": str(exc), "standalone_question": standalone}))
             return
         with self.metrics.timed("answer"):
             checked = self.grounder.check("".join(raw), index, hits)
-        yield Answer(
+        yield Final(Answer(
             question=question, answer=checked.text, answerable=checked.answerable, citations=checked.citations,
             passages=passages, mode="llm", standalone_question=standalone, unsupported=checked.unsupported,
             dropped_markers=checked.dropped_markers,
-        )
+        ))
 
     def extractive(self, question: str, found: Retrieval) -> Answer:
         with self.metrics.timed("answer"):
-            text, citations, confidence = self.answerer.answer(found.index, question, found.query, found.hits)
-        return Answer(
-            question=question, answer=text, answerable=bool(citations), citations=citations,
-            passages=_passages(found.index, found.hits),
-            confidence=None if confidence is None else round(confidence, 4),
-        )
+            return self.answerer.answer(question, found)
 
 
 class Engine:
@@ -524,14 +525,14 @@ class Engine:
         mode: Mode | None = None, history: Sequence[Turn] = (),
     ) -> Answer:
         for event in self.ask_stream(question, top_k, filters, mode, history):
-            if isinstance(event, Answer):
-                return event
-        raise AssertionError("ask_stream ends with its Answer")
+            if isinstance(event, Final):
+                return event.answer
+        raise AssertionError("ask_stream ends with its Final event")
 
     def ask_stream(
         self, question: str, top_k: int = 5, filters: Filters | None = None,
         mode: Mode | None = None, history: Sequence[Turn] = (),
-    ) -> Iterator[str | Answer]:
+    ) -> Iterator[StreamEvent]:
         """The answer's text as it is produced, then the checked Answer (whose ``answer`` is the
         one to keep: markers naming no passage are gone from it). Extractive answers come whole.
         When the LLM fails, the extractive answer is given, with ``fallback_reason``."""
@@ -560,19 +561,6 @@ class Engine:
         counts = self.store.counts()
         return Health(status="ok", documents=counts.documents, chunks=counts.chunks, model=self.embedder.name,
                       skipped=self.writer.skipped)
-
-
-def _passages(index: SearchIndex, hits: list[Hit]) -> list[Passage]:
-    infos = index.infos({h.chunk.source for h in hits})
-    return [
-        Passage(
-            rank=rank, source=h.chunk.source, chunk_id=h.chunk.chunk_id, text=h.chunk.text,
-            start=h.chunk.start, end=h.chunk.end, page=infos[h.chunk.source].page_at(h.chunk.start)
-            if h.chunk.source in infos else None,
-            score=round(h.score, 6),
-        )
-        for rank, h in enumerate(hits, start=1)
-    ]
 
 
 def build_embedder(settings: Settings) -> Embedder:

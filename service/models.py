@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -195,3 +196,21 @@ class IndexChange(BaseModel):
     )
     documents: int = Field(description="Documents in the index now.")
     chunks: int
+
+
+@dataclass(frozen=True)
+class Token:
+    """A piece of an answer's text, as it is written."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Final:
+    """The checked answer, which replaces the text streamed before it: always the last event."""
+
+    answer: Answer
+
+
+# What a streamed answer is made of: tokens, then one Final.
+StreamEvent = Token | Final

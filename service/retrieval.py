@@ -25,7 +25,7 @@ import numpy as np
 from .chunking import Chunk
 from .embedding import Embedder
 from .metrics import Metrics
-from .models import Filters
+from .models import Filters, Passage
 from .store import Admitted, DocumentInfo, Scored, Store, StoredSentence
 from .text import Analyzer, canonical, related
 
@@ -64,6 +64,28 @@ class Hit:
     chunk: Chunk
     row: int  # the chunk's id in the store
     score: float
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What a question retrieved, once per request: the view it was answered from, its vector
+    and the passages. Answerers take this."""
+
+    index: SearchIndex
+    query: np.ndarray
+    hits: list[Hit]
+
+    def passages(self) -> list[Passage]:
+        infos = self.index.infos({h.chunk.source for h in self.hits})
+        return [
+            Passage(
+                rank=rank, source=h.chunk.source, chunk_id=h.chunk.chunk_id, text=h.chunk.text,
+                start=h.chunk.start, end=h.chunk.end,
+                page=infos[h.chunk.source].page_at(h.chunk.start) if h.chunk.source in infos else None,
+                score=round(h.score, 6),
+            )
+            for rank, h in enumerate(self.hits, start=1)
+        ]
 
 
 class SearchIndex:

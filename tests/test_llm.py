@@ -23,7 +23,7 @@ from service.api.openai_compat import sources
 from service.client import RemoteEngine
 from service.engine import Engine, build_engine
 from service.errors import FootnoteError
-from service.models import Answer
+from service.models import Final, Token
 from service.prompts import load_prompts
 from service.settings import PROMPTS_DIR, Settings
 from service.slack.blocks import answer_blocks
@@ -267,9 +267,10 @@ def test_remote_client_streams_from_a_real_server(llm_engine: Engine, fake_llm: 
     fake_llm.script(cite("2270", "Resolutions 2270 (2016) and 1718 (2006) were cited [n]. Also 1874 (2009) [n]."))
     with Running(create_app(engine=llm_engine)) as url:
         events = list(RemoteEngine(url).ask_stream(QUESTION))
-    *tokens, answer = events
-    assert isinstance(answer, Answer) and all(isinstance(t, str) for t in tokens) and len(tokens) > 3
-    assert " ".join("".join(tokens).split()) == " ".join(answer.answer.split())
+    *tokens, final = events
+    assert isinstance(final, Final) and all(isinstance(t, Token) for t in tokens) and len(tokens) > 3
+    answer = final.answer
+    assert " ".join("".join(t.text for t in tokens).split()) == " ".join(answer.answer.split())
     assert answer.mode == "llm" and RESOLUTIONS in answer.citations[0].quote
 
 

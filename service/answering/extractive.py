@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import aliases
-from ..models import Citation
-from ..retrieval import Hit, SearchIndex
+from ..models import Answer, Citation
+from ..retrieval import Hit, Retrieval, SearchIndex
 from ..text import Analyzer, canonical, related
 from .decision import CANDIDATE_FEATURES, DecisionModel, sigmoid
 from .support import Vocabulary, support
@@ -243,22 +243,23 @@ class ExtractiveAnswerer:
         chosen = [best] + [c for c in eligible[1 : self.max_sentences] if score(c) >= score(best) - RULES_MARGIN]
         return Decision(chosen, None, not _partial(chosen))
 
-    def answer(
-        self, index: SearchIndex, question: str, query: np.ndarray, hits: list[Hit]
-    ) -> tuple[str, list[Citation], float | None]:
-        """The answer text, its citations (none: the question was refused) and its confidence."""
-        decision = self.decide(index, question, query, hits)
+    def answer(self, question: str, found: Retrieval) -> Answer:
+        """The quoted answer, or a refusal (no citations)."""
+        decision = self.decide(found.index, question, found.query, found.hits)
+        confidence = None if decision.confidence is None else round(decision.confidence, 4)
         if not decision.answerable:
-            return NOT_COVERED, [], decision.confidence
+            return Answer(question=question, answer=NOT_COVERED, answerable=False, citations=[],
+                          passages=found.passages(), confidence=confidence)
         citations = []
         parts = []
-        docs = index.infos({c.source for c in decision.chosen})
+        docs = found.index.infos({c.source for c in decision.chosen})
         for n, c in enumerate(decision.chosen, start=1):
             doc = docs[c.source]
             citations.append(Citation(id=n, source=c.source, title=doc.title, date=doc.date, quote=c.text,
                                       start=c.start, end=c.end, page=doc.page_at(c.start)))
             parts.append(f"{c.text} [{n}]")
-        return " ".join(parts), citations, decision.confidence
+        return Answer(question=question, answer=" ".join(parts), answerable=True, citations=citations,
+                      passages=found.passages(), confidence=confidence)
 
 
 def _partial(chosen: list[Candidate]) -> bool:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from ..answering.grounding import defang
 from ..engine import MAX_TOP_K
 from ..errors import InvalidRequest
-from ..models import Answer, Filters, JsonInt, Mode, RequestModel, Turn
+from ..models import Answer, Filters, Final, JsonInt, Mode, RequestModel, Turn
 from .deps import EngineDep
 from .responses import PROTECTED, TOO_LARGE
 from .security import known_query, require_key
@@ -147,7 +147,7 @@ def chat_completions(body: ChatRequest, engine: EngineDep) -> ChatCompletion | S
     events = engine.ask_stream(question, body.top_k, body.filters, body.mode, history)
     created, completion_id = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
     if not body.stream:
-        answer = next(e for e in events if isinstance(e, Answer))
+        answer = next(e.answer for e in events if isinstance(e, Final))
         message = AssistantMessage(content=defang(answer.answer) + sources(answer))
         return ChatCompletion(id=completion_id, created=created, choices=[Choice(message=message)], footnote=answer)
     first = next(events)  # a bad request fails here, before the stream starts
@@ -163,11 +163,12 @@ def chat_completions(body: ChatRequest, engine: EngineDep) -> ChatCompletion | S
         yield chunk({"role": "assistant", "content": ""})
         streamed = ""
         for event in chain([first], events):
-            if isinstance(event, Answer):
-                yield chunk({"content": defang(_tail(streamed, event)) + sources(event)}, "stop", event)
+            if isinstance(event, Final):
+                answer = event.answer
+                yield chunk({"content": defang(_tail(streamed, answer)) + sources(answer)}, "stop", answer)
             else:
-                streamed += event
-                yield chunk({"content": defang(event)})
+                streamed += event.text
+                yield chunk({"content": defang(event.text)})
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(frames(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -23,6 +23,7 @@ from ..models import (
     DocumentDetail,
     DocumentSummary,
     Filters,
+    Final,
     Health,
     IndexChange,
     JsonInt,
@@ -115,10 +116,10 @@ def ask_stream(body: AskRequest, engine: EngineDep) -> StreamingResponse:
     def frames() -> Iterator[str]:
         try:
             for event in chain([first], events):
-                if isinstance(event, Answer):
-                    yield sse("answer", event.model_dump_json())
+                if isinstance(event, Final):
+                    yield sse("answer", event.answer.model_dump_json())
                 else:
-                    yield sse("token", json.dumps({"text": event}))
+                    yield sse("token", json.dumps({"text": event.text}))
         except FootnoteError as exc:
             yield sse("error", json.dumps({"detail": str(exc)}))
         except Exception:
