@@ -295,6 +295,10 @@ def main() -> None:
     tuning, evaluation = halves()
     results: dict[str, dict] = {}
     if not args.report:
+        try:
+            DecisionModel.load()
+        except ValueError:  # the features changed: observing needs a model of the new shape
+            DecisionModel.untrained().save()
         print("tuning half (odd positions): observing")
         observed = {s.name: observe(s, args.cache, args.reuse) for s in splits(tuning, "tuning", args.per_side)}
         kind = args.model or cross_check(observed)

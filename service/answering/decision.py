@@ -137,6 +137,15 @@ class DecisionModel:
     about: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
+    def untrained(cls) -> DecisionModel:
+        """All weights zero: what the trainer starts from when the features have changed."""
+
+        def zero(names: tuple[str, ...]) -> Logistic:
+            return Logistic(names, np.zeros(len(names)), np.ones(len(names)), np.zeros(len(names)), 0.0)
+
+        return cls(zero(CANDIDATE_FEATURES), zero(ANSWER_FEATURES), 0.5, 0.5, {"untrained": True})
+
+    @classmethod
     def load(cls, path: Path = MODEL) -> DecisionModel:
         data = json.loads(path.read_text(encoding="utf-8"))
         kind = Trees if data["candidate"].get("kind") == "trees" else Logistic
