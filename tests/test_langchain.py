@@ -24,10 +24,10 @@ from .fake_openai import Running
 KEY = "lc-key-81d0"
 
 
-class TestLocalRetrieverStandard(RetrieversIntegrationTests):
-    @pytest.fixture(autouse=True)
-    def _searcher(self, engine: Engine) -> None:
-        self.searcher = engine
+class FootnoteStandard(RetrieversIntegrationTests):
+    """LangChain's suite over a ``searcher`` a subclass provides (not collected itself)."""
+
+    searcher: object
 
     @property
     def retriever_constructor(self) -> type[BaseRetriever]:
@@ -42,6 +42,12 @@ class TestLocalRetrieverStandard(RetrieversIntegrationTests):
         return "Which resolutions were cited?"
 
 
+class TestLocalRetrieverStandard(FootnoteStandard):
+    @pytest.fixture(autouse=True)
+    def _searcher(self, engine: Engine) -> None:
+        self.searcher = engine
+
+
 @pytest.fixture(scope="module")
 def server(engine: Engine) -> Iterator[str]:
     """A real server (uvicorn on 127.0.0.1) with keys, over the session's index."""
@@ -50,22 +56,10 @@ def server(engine: Engine) -> Iterator[str]:
         yield url
 
 
-class TestRemoteRetrieverStandard(RetrieversIntegrationTests):
+class TestRemoteRetrieverStandard(FootnoteStandard):
     @pytest.fixture(autouse=True)
-    def _url(self, server: str) -> None:
-        self.url = server
-
-    @property
-    def retriever_constructor(self) -> type[BaseRetriever]:
-        return FootnoteRetriever
-
-    @property
-    def retriever_constructor_params(self) -> dict:
-        return {"searcher": FootnoteRetriever.from_url(self.url, api_key=KEY).searcher}
-
-    @property
-    def retriever_query_example(self) -> str:
-        return "Which resolutions were cited?"
+    def _searcher(self, server: str) -> None:
+        self.searcher = FootnoteRetriever.from_url(server, api_key=KEY).searcher
 
 
 def test_documents_carry_exact_offsets_locally_and_remotely(engine: Engine, server: str) -> None:
