@@ -30,14 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from service.answering.decision import ANSWER_FEATURES, CANDIDATE_FEATURES, DecisionModel, Logistic, Trees, sigmoid
-from service.answering.extractive import (
-    RULES_MARGIN,
-    RULES_RANK,
-    RULES_SEMANTIC_ALONE,
-    RULES_THRESHOLD,
-    RULES_TYPE,
-)
-from service.answering.support import support
+from service.answering.extractive import RULES_MARGIN, RULES_THRESHOLD, answer_row, partial, rules_allow, rules_scores
 from service.evaluation import calibration
 
 from .datasets import BENCH_DIR, _need
@@ -142,11 +135,8 @@ def answer_rows(model: Logistic | Trees, observed: list[Observed]) -> tuple[np.n
         z = model.logit(o.features)
         order = np.argsort(-z, kind="stable")
         best = order[0]
-        f = dict(zip(CANDIDATE_FEATURES, o.features[best]))
         margin = z[best] - z[order[1]] if len(z) > 1 else 10.0
-        rows.append(np.array([z[best], margin, f["names_doc"], f["names_near"],
-                              float(f["type_expected"] and not f["type_found"]), f["dense"], f["lexical"],
-                              f["passage_score"], o.top_score]))
+        rows.append(answer_row(o.features[best], z[best], margin, o.top_score))
         labels.append(bool(o.gold[best]))
         logits.append(z)
     return np.array(rows), np.array(labels, float), logits
@@ -165,10 +155,7 @@ def outcome(observed: list[Observed], logits: list[np.ndarray], confidence: np.n
         probs = sigmoid(z[order])
         chosen = [order[0]] + [i for i, q in zip(order[1:max_sentences], probs[1:max_sentences])
                                if q >= runner_up * probs[0]]
-        f = dict(zip(CANDIDATE_FEATURES, o.features[order[0]]))
-        partial = f["type_expected"] and not any(
-            dict(zip(CANDIDATE_FEATURES, o.features[i]))["type_found"] for i in chosen)
-        if p >= threshold and not partial:
+        if p >= threshold and not partial(o.features[chosen]):
             right += bool(o.question.answers) and bool(o.gold[chosen].any())
             sentences += len(chosen)
         else:
@@ -195,7 +182,6 @@ def fit_trees(rows: np.ndarray, gold: np.ndarray) -> Trees:
 
 def rules_outcome(observed: list[Observed], max_sentences: int = 2) -> tuple[float, float]:
     """(answered correctly, refused correctly) of the hand-set rules (FOOTNOTE_ANSWER_DECISION=rules)."""
-    f = {name: i for i, name in enumerate(CANDIDATE_FEATURES)}
     right = refused = 0
     answerable = sum(bool(o.question.answers) for o in observed)
     for o in observed:
@@ -203,14 +189,11 @@ def rules_outcome(observed: list[Observed], max_sentences: int = 2) -> tuple[flo
         if not len(x):
             refused += not o.question.answers
             continue
-        score = (support(x[:, f["dense"]], x[:, f["lexical"]]) + RULES_RANK * x[:, f["inv_rank"]]
-                 + RULES_TYPE * x[:, f["type_found"]])
-        ok = ((score >= RULES_THRESHOLD) & (x[:, f["names_doc"]] == 1.0)
-              & ((x[:, f["specific"]] > 0) | (x[:, f["dense"]] >= RULES_SEMANTIC_ALONE)))
+        score = rules_scores(x)
+        ok = rules_allow(x, score, RULES_THRESHOLD)
         order = [i for i in np.argsort(-score, kind="stable") if ok[i]]
         chosen = order[:1] + [i for i in order[1:max_sentences] if score[i] >= score[order[0]] - RULES_MARGIN]
-        partial = bool(chosen) and x[chosen[0], f["type_expected"]] and not x[chosen, f["type_found"]].any()
-        if chosen and not partial:
+        if chosen and not partial(x[chosen]):
             right += bool(o.question.answers) and bool(o.gold[chosen].any())
         else:
             refused += not o.question.answers

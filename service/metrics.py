@@ -27,6 +27,11 @@ class _IndexSize(Collector):
     def __init__(self, counts: Callable[[], Counts]) -> None:
         self.counts = counts
 
+    def describe(self) -> list[GaugeMetricFamily]:
+        # Without it the registry would collect once to learn the names, opening the store
+        # (the whole index, at start) before the engine does.
+        return []
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             counts = self.counts()

@@ -117,17 +117,18 @@ class ExtractiveAnswerer:
         """Every sentence of the retrieved passages with its features, best first by the model."""
         vocabulary = Vocabulary.of(question, index, self.analyzer)
         held = index.chunk_sentences([h.row for h in hits])
-        found: dict[int, tuple[int, Hit, str, float, float]] = {}  # sentence id -> (rank, hit, text, ...)
+        # sentence id -> (passage rank, hit, text, passage coverage, neighbour coverage, its own coverage)
+        found: dict[int, tuple[int, Hit, str, float, float, tuple[float, bool]]] = {}
         sentences = {}
         for rank, hit in enumerate(hits, start=1):
             inside = held.get(hit.row, [])
             texts = [hit.chunk.span(x.start, x.end) for x in inside]
-            covered = [vocabulary.coverage(index.sentence_terms(t))[0] for t in texts]
+            covered = [vocabulary.coverage(index.sentence_terms(t)) for t in texts]
             passage = vocabulary.coverage(index.sentence_terms(hit.chunk.text))[0]
             for i, x in enumerate(inside):
                 if x.id not in found:
-                    neighbour = max(covered[max(0, i - 1) : i] + covered[i + 1 : i + 2], default=0.0)
-                    found[x.id] = (rank, hit, texts[i], passage, neighbour)
+                    neighbour = max((c[0] for c in covered[max(0, i - 1) : i] + covered[i + 1 : i + 2]), default=0.0)
+                    found[x.id] = (rank, hit, texts[i], passage, neighbour, covered[i])
                     sentences[x.id] = x
         if not found:
             return []
@@ -136,7 +137,7 @@ class ExtractiveAnswerer:
         names = list(dict.fromkeys(self.analyzer.names(question)))
         forms = self._forms(index, {x.source for x in sentences.values()})
         expected = _expected_type(question)
-        coverage = [vocabulary.coverage(index.sentence_terms(found[r][2])) for r in rows]
+        coverage = [found[r][5] for r in rows]
         # Matching names by meaning costs an embedding call: only the learned decision uses it.
         near = (self._names_near(index, names, forms, [(sentences[r].source, found[r][2]) for r in rows])
                 if self.learned else {})
@@ -146,7 +147,7 @@ class ExtractiveAnswerer:
         question_terms = math.log(len(vocabulary.weights) + 1)
         out = []
         for row, cos, (lexical, specific) in zip(rows, dense.tolist(), coverage):
-            x, (rank, hit, text, passage, neighbour) = sentences[row], found[row]
+            x, (rank, hit, text, passage, neighbour, _) = sentences[row], found[row]
             words = {canonical(w) for w in self.analyzer.words(text)}
             in_doc = [index.refers(x.source, n, forms) for n in names]
             novel_names = {m.lower() for m in _CAPITALISED.findall(text)} - asked
@@ -207,10 +208,7 @@ class ExtractiveAnswerer:
     def _confidence(self, ranked: list[Candidate], best: Candidate, hits: list[Hit]) -> float:
         """The answer model's probability that ``best`` answers the question."""
         runner_up = max((c.logit for c in ranked if c is not best), default=best.logit - 10.0)
-        type_missing = best.feature("type_expected") and not best.feature("type_found")
-        row = np.array([best.logit, best.logit - runner_up, best.feature("names_doc"), best.feature("names_near"),
-                        float(type_missing), best.feature("dense"), best.feature("lexical"),
-                        best.feature("passage_score"), hits[0].score])
+        row = answer_row(best.features, best.logit, best.logit - runner_up, hits[0].score)
         return float(sigmoid(self.model.answer.logit(row))[0])
 
     def _learned(self, ranked: list[Candidate], hits: list[Hit]) -> Decision:
@@ -230,17 +228,15 @@ class ExtractiveAnswerer:
         specific term with the question (or is close in meaning on its own), and its document
         mentions every name the question uses. A runner-up nearly as good is quoted too."""
 
-        def score(c: Candidate) -> float:
-            return (support(c.feature("dense"), c.feature("lexical")) + RULES_RANK * c.feature("inv_rank")
-                    + RULES_TYPE * c.feature("type_found"))
-
-        order = sorted(ranked, key=lambda c: (-score(c), c.passage_rank, c.source, c.start))
-        eligible = [c for c in order if score(c) >= self.threshold and c.feature("names_doc") == 1.0
-                    and (c.feature("specific") or c.feature("dense") >= RULES_SEMANTIC_ALONE)]
-        if not eligible:
+        scores = rules_scores(np.stack([c.features for c in ranked]))
+        allowed = rules_allow(np.stack([c.features for c in ranked]), scores, self.threshold)
+        score = {id(c): float(v) for c, v in zip(ranked, scores)}
+        order = sorted((c for c, ok in zip(ranked, allowed) if ok),
+                       key=lambda c: (-score[id(c)], c.passage_rank, c.source, c.start))
+        if not order:
             return Decision([], None, False)
-        best = eligible[0]
-        chosen = [best] + [c for c in eligible[1 : self.max_sentences] if score(c) >= score(best) - RULES_MARGIN]
+        best = order[0]
+        chosen = [best] + [c for c in order[1 : self.max_sentences] if score[id(c)] >= score[id(best)] - RULES_MARGIN]
         return Decision(chosen, None, not _partial(chosen))
 
     def answer(self, question: str, found: Retrieval) -> Answer:
@@ -262,9 +258,41 @@ class ExtractiveAnswerer:
                       passages=found.passages(), confidence=confidence)
 
 
+_F = {name: i for i, name in enumerate(CANDIDATE_FEATURES)}
+
+
+def answer_row(features: np.ndarray, logit: float, margin: float, top_score: float) -> np.ndarray:
+    """What the confidence model reads (decision.ANSWER_FEATURES) of a chosen sentence: its
+    features, its logit and margin over the runner-up, and retrieval's first score."""
+    f = features
+    return np.array([logit, margin, f[_F["names_doc"]], f[_F["names_near"]],
+                     float(f[_F["type_expected"]] and not f[_F["type_found"]]), f[_F["dense"]], f[_F["lexical"]],
+                     f[_F["passage_score"]], top_score])
+
+
+def rules_scores(features: np.ndarray) -> np.ndarray:
+    """The rules' score of each candidate (rows of features)."""
+    f = features
+    return (support(f[:, _F["dense"]], f[:, _F["lexical"]]) + RULES_RANK * f[:, _F["inv_rank"]]
+            + RULES_TYPE * f[:, _F["type_found"]])
+
+
+def rules_allow(features: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Which candidates the rules let answer: over the threshold, a name their document never
+    mentions excluded, sharing a specific term or close in meaning on their own."""
+    f = features
+    return ((scores >= threshold) & (f[:, _F["names_doc"]] == 1.0)
+            & ((f[:, _F["specific"]] > 0) | (f[:, _F["dense"]] >= RULES_SEMANTIC_ALONE)))
+
+
+def partial(features: np.ndarray) -> bool:
+    """Asked for a quantity or a date that none of these sentences (rows, the first the best)
+    holds: answered only in part."""
+    return bool(features[0, _F["type_expected"]]) and not features[:, _F["type_found"]].any()
+
+
 def _partial(chosen: list[Candidate]) -> bool:
-    """Asked for a quantity or a date that no quoted sentence holds: answered only in part."""
-    return bool(chosen[0].feature("type_expected")) and not any(c.feature("type_found") for c in chosen)
+    return partial(np.stack([c.features for c in chosen]))
 
 
 def _share(flags: list[bool]) -> float:

@@ -7,6 +7,9 @@ question's informative vocabulary (IDF-weighted stems, any form of each) the sen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
 
 from ..retrieval import SearchIndex
 from ..text import Analyzer
@@ -17,7 +20,11 @@ W_DENSE = 0.5
 W_LEXICAL = 0.5
 
 
-def support(dense: float, lexical: float) -> float:
+Score = TypeVar("Score", float, np.ndarray)
+
+
+def support(dense: Score, lexical: Score) -> Score:
+    """Of one sentence, or of many at once (arrays)."""
     return W_DENSE * dense + W_LEXICAL * lexical
 
 
