@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from .embedding import Embedder
 from .metrics import Metrics
 from .models import Filters, Passage
 from .store import Admitted, DocumentInfo, Scored, Store, StoredSentence
-from .text import Analyzer, canonical, related
+from .text import Analyzer, canonical
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -108,7 +109,7 @@ class SearchIndex:
         self._idf: Memo[str, float] = Memo(65536)
         self._kin: Memo[str, frozenset[str]] = Memo(65536)
         self._infos: Memo[str, DocumentInfo] = Memo(4096)
-        self._words: Memo[str, frozenset[str]] = Memo(64)
+        self._words: Memo[str, tuple[frozenset[str], list[str]]] = Memo(64)
         self._sentences: Memo[int, list[StoredSentence]] = Memo(16384)
 
     def _idf_of(self, df: int) -> float:
@@ -148,19 +149,29 @@ class SearchIndex:
     def info(self, source: str) -> DocumentInfo:
         return self.infos({source})[source]
 
-    def document_words(self, source: str) -> frozenset[str]:
-        """Every word of a document, lowercased (for "does it mention X")."""
+    def document_words(self, source: str) -> tuple[frozenset[str], list[str]]:
+        """Every word of a document, lowercased: as a set, and sorted (for "does it mention X")."""
         found = self._words.get(source)
         if found is None:
             doc = self.store.document(source)
-            found = self._words.put(source, frozenset(canonical(w) for w in self.analyzer.words(doc.text))
-                                    if doc else frozenset())
+            words = frozenset(canonical(w) for w in self.analyzer.words(doc.text)) if doc else frozenset()
+            found = self._words.put(source, (words, sorted(words)))
         return found
 
     def mentions(self, source: str, word: str) -> bool:
-        """Whether a document has ``word`` or a form of it (korea/korean)."""
-        words = self.document_words(source)
-        return word in words or any(related(word, w) for w in words)
+        """Whether a document has ``word`` or a form of it (``text.related``: korea/korean), found
+        by look-ups rather than a scan of the document's words."""
+        words, ordered = self.document_words(source)
+        if word in words or any(word[:-n] in words for n in (1, 2) if len(word) - n >= 4):
+            return True
+        if len(word) < 4:
+            return False
+        for w in ordered[bisect_left(ordered, word):]:  # the words it begins sort together, from here
+            if not w.startswith(word):
+                return False
+            if len(w) - len(word) <= 2:
+                return True
+        return False
 
     def refers(self, source: str, name: str, forms: dict[str, list[list[str]]]) -> bool:
         """Whether a document mentions ``name``, or every word of another form of it (``forms``:

@@ -146,15 +146,17 @@ class ExtractiveAnswerer:
         wants_name = bool(_WANTS_NAME.search(question))
         question_terms = math.log(len(vocabulary.weights) + 1)
         out = []
+        # Per document, not per sentence: a name a document lacks costs a scan of its words.
+        in_doc = {source: _share([index.refers(source, n, forms) for n in names])
+                  for source in {x.source for x in sentences.values()}}
         for row, cos, (lexical, specific) in zip(rows, dense.tolist(), coverage):
             x, (rank, hit, text, passage, neighbour, _) = sentences[row], found[row]
             words = {canonical(w) for w in self.analyzer.words(text)}
-            in_doc = [index.refers(x.source, n, forms) for n in names]
             novel_names = {m.lower() for m in _CAPITALISED.findall(text)} - asked
             features = np.array([
                 cos, lexical, 1.0 / rank, float(expected is not None),
                 float(expected is not None and bool(expected.search(text))), float(specific),
-                _share(in_doc), _share([n in words or any(related(n, w) for w in words) for n in names]),
+                in_doc[x.source], _share([n in words or any(related(n, w) for w in words) for n in names]),
                 near.get(x.source, 1.0), best_dense - cos, best_lexical - lexical, math.log(len(text) + 1),
                 hit.score, passage, neighbour, float(wants_name and bool(novel_names)),
                 len(words - asked) / max(1, len(words)), question_terms,
