@@ -30,7 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from service.answering.decision import ANSWER_FEATURES, CANDIDATE_FEATURES, DecisionModel, Logistic, Trees, sigmoid
-from service.answering.extractive import RULES_MARGIN, RULES_THRESHOLD, answer_row, partial, rules_allow, rules_scores
+from service.answering.extractive import (
+    RULES_MARGIN,
+    RULES_THRESHOLD,
+    answer_row,
+    partial,
+    rules_allow,
+    rules_row,
+    rules_scores,
+)
 from service.evaluation import calibration
 
 from .datasets import BENCH_DIR, _need
@@ -180,24 +188,40 @@ def fit_trees(rows: np.ndarray, gold: np.ndarray) -> Trees:
     return trees
 
 
-def rules_outcome(observed: list[Observed], max_sentences: int = 2) -> tuple[float, float]:
-    """(answered correctly, refused correctly) of the hand-set rules (FOOTNOTE_ANSWER_DECISION=rules)."""
-    right = refused = 0
-    answerable = sum(bool(o.question.answers) for o in observed)
+def rules_answers(observed: list[Observed], max_sentences: int = 2) -> list[tuple[list[int], np.ndarray | None]]:
+    """Per question, what the hand-set rules (FOOTNOTE_ANSWER_DECISION=rules) quote and, when they
+    answer, what their confidence model reads (None: refused)."""
+    out: list[tuple[list[int], np.ndarray | None]] = []
     for o in observed:
         x = o.features
         if not len(x):
-            refused += not o.question.answers
+            out.append(([], None))
             continue
         score = rules_scores(x)
         ok = rules_allow(x, score, RULES_THRESHOLD)
         order = [i for i in np.argsort(-score, kind="stable") if ok[i]]
         chosen = order[:1] + [i for i in order[1:max_sentences] if score[i] >= score[order[0]] - RULES_MARGIN]
-        if chosen and not partial(x[chosen]):
-            right += bool(o.question.answers) and bool(o.gold[chosen].any())
-        else:
+        answers = bool(chosen) and not partial(x[chosen])
+        out.append((chosen, rules_row(x, score, chosen[0], o.top_score) if answers else None))
+    return out
+
+
+def rules_outcome(observed: list[Observed]) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(answered correctly, refused correctly) of the rules, and the rows and labels (right or not)
+    of the answers they give."""
+    right = refused = 0
+    rows, labels = [], []
+    for o, (chosen, row) in zip(observed, rules_answers(observed)):
+        if row is None:
             refused += not o.question.answers
-    return right / max(1, answerable), refused / max(1, len(observed) - answerable)
+            continue
+        ok = bool(o.question.answers) and bool(o.gold[chosen].any())
+        right += ok
+        rows.append(row)
+        labels.append(float(ok))
+    answerable = sum(bool(o.question.answers) for o in observed)
+    return (right / max(1, answerable), refused / max(1, len(observed) - answerable),
+            np.array(rows).reshape(-1, len(ANSWER_FEATURES)), np.array(labels))
 
 
 def train(observed: list[Observed], kind: str) -> DecisionModel:
@@ -215,7 +239,8 @@ def train(observed: list[Observed], kind: str) -> DecisionModel:
     threshold = max(np.linspace(0.05, 0.95, 91), key=lambda t: min(
         outcome(observed, logits, confidence, t, runner_up)[0] / 0.80,
         outcome(observed, logits, confidence, t, runner_up)[1] / 0.92))
-    return DecisionModel(candidate, answer, float(threshold), runner_up)
+    _, _, rows, labels = rules_outcome(observed)
+    return DecisionModel(candidate, answer, float(threshold), runner_up, Logistic.fit(ANSWER_FEATURES, rows, labels))
 
 
 def cross_check(observed: dict[str, list[Observed]]) -> str:
@@ -251,8 +276,11 @@ def report(model: DecisionModel, observed_by_split: dict[str, list[Observed]]) -
         curve = [(c, float(y[order[: max(1, round(c * len(y)))]].mean())) for c in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6,
                                                                                       0.7, 0.8, 0.9, 1.0)]
         rules = rules_outcome(observed)
-        print(f"  {name}, rules: answered correctly {rules[0]:.3f}, refused correctly {rules[1]:.3f}")
-        out[name] = {"rules": {"answered_correctly": round(rules[0], 3), "refused_correctly": round(rules[1], 3)},
+        rules_ece, rules_table = calibration(sigmoid(model.rules_answer.logit(rules[2])), rules[3])
+        print(f"  {name}, rules: answered correctly {rules[0]:.3f}, refused correctly {rules[1]:.3f}, "
+              f"ECE of their answers' confidence {rules_ece:.3f}")
+        out[name] = {"rules": {"answered_correctly": round(rules[0], 3), "refused_correctly": round(rules[1], 3),
+                               "ece": round(rules_ece, 3), "reliability": [b.model_dump() for b in rules_table]},
                      "answered_correctly": round(answered, 3), "refused_correctly": round(refused, 3),
                      "sentences_per_answer": round(sentences, 2), "ece": round(ece, 3),
                      "reliability": [b.model_dump() for b in table],
@@ -286,7 +314,7 @@ def main() -> None:
         observed = {s.name: observe(s, args.cache, args.reuse) for s in splits(tuning, "tuning", args.per_side)}
         kind = args.model or cross_check(observed)
         model = train([o for split in observed.values() for o in split], kind)
-        model = DecisionModel(model.candidate, model.answer, model.threshold, model.runner_up, about={
+        model = DecisionModel(model.candidate, model.answer, model.threshold, model.runner_up, model.rules_answer, about={
             "trained_on": "SQuAD v1.1 dev, the 24 articles at odd positions by title (open corpus: 12 indexed, "
                           "12 held out, both ways round)",
             "questions": sum(len(v) for v in observed.values()),

@@ -142,8 +142,9 @@ class Answer(BaseModel):
     mode: Mode = Field("extractive", description="The answerer that produced `answer`.")
     confidence: float | None = Field(
         None, ge=0, le=1, description="How likely the quoted answer is right (calibrated: among answers given "
-        "with confidence p, about p are right); below FOOTNOTE_ANSWER_THRESHOLD the question is refused. With "
-        "FOOTNOTE_ANSWER_DECISION=learned only: null with the rules and for generated answers.",
+        "with confidence p, about p are right, on questions like the training data's). With "
+        "FOOTNOTE_ANSWER_DECISION=learned it decides: below FOOTNOTE_ANSWER_THRESHOLD the question is refused; with "
+        "the rules it describes their answers (null on their refusals). Null for generated answers.",
     )
     fallback_reason: str | None = Field(
         None, description="Why LLM mode was asked for but the extractive answer is given."

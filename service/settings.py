@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     rerank_depth: int = Field(30, ge=1, le=200, description="Passages the reranker sees.")
     answer_decision: Literal["rules", "learned"] = Field(
         "rules", description="Who decides whether to answer and which sentence to quote: the hand-set rules, or "
-        "the model trained on public data (service/answering/answerer_model.json), whose confidence is calibrated.",
+        "the model trained on public data (service/answering/answerer_model.json), by its calibrated confidence.",
     )
     answer_threshold: float | None = Field(
         None, ge=0, le=1,

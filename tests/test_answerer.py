@@ -46,8 +46,11 @@ def test_the_packaged_model_loads_and_round_trips(tmp_path: Path) -> None:
         DecisionModel.load(tmp_path / "stale.json")
 
 
-def test_only_the_learned_decision_gives_a_confidence(client: TestClient) -> None:
-    assert client.post("/ask", json={"question": "Which resolutions were cited?"}).json()["confidence"] is None
+def test_the_rules_answers_carry_a_confidence_and_their_refusals_none(client: TestClient) -> None:
+    answered = client.post("/ask", json={"question": "Which resolutions were cited?"}).json()
+    assert answered["answerable"] and 0 < answered["confidence"] < 1
+    refused = client.post("/ask", json={"question": "What is the boiling point of tungsten?"}).json()
+    assert not refused["answerable"] and refused["confidence"] is None
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,31 @@ def test_acronyms_a_document_defines_are_kept_with_it(engine: Engine) -> None:
                                   "PRC": "People’s Republic of China"}  # not (2016); SC does not spell UNSC
     kept = aliases.decode(engine.document("004_db5665c2341ed43f.txt").metadata["aliases"])
     assert kept["PRC"] == "People’s Republic of China"
+
+
+@pytest.mark.parametrize("question", [
+    "Where will the next NATO summit take place?",  # only a past summit is described
+    "What percentage of NATO's budget goes to Ukraine?",  # no share is given
+])
+def test_a_question_the_documents_answer_only_in_part_is_refused(engine: Engine, learned: Engine,
+                                                                    question: str) -> None:
+    assert not engine.ask(question).answerable and not learned.ask(question).answerable
+
+
+def test_a_past_event_still_answers_a_question_about_the_past(engine: Engine) -> None:
+    assert "Washington" in engine.ask("In which city did the NATO summit take place?").answer
+
+
+def test_a_name_a_document_does_not_use_is_matched_by_meaning(engine: Engine) -> None:
+    # The statement says "Russia's Sept. 26 statement"; no document that quotes it says "Moscow".
+    answer = engine.ask("What did Moscow say about the denuclearization of the DPRK on September 26?")
+    assert answer.answerable and "off the table" in answer.answer
+    assert not engine.ask("What did NATO say about Venezuela's elections?").answerable
+
+
+def test_a_sentence_using_an_acronym_holds_the_name_it_stands_for(engine: Engine) -> None:
+    question = "What has China become for Russia's war?"
+    found = engine.asker.retrieve(question, 5, None)
+    ranked = engine.asker.answerer.candidates(found.index, question, found.query, found.hits)
+    prc = next(c for c in ranked if c.text.startswith("“The PRC has become"))
+    assert prc.feature("names_sentence") == 1.0  # "PRC" is "People's Republic of China" here

@@ -36,8 +36,10 @@ CANDIDATE_FEATURES = (
     "wh_found",  # who/where/which: holds a capitalised word the question does not (a name to answer with)
     "novel",  # share of its words the question does not use (an answer adds something)
     "question_terms",  # log of the question's distinct terms
+    "predicate",  # share of the question's specific stems other than names the sentence covers
 )
-# What the chosen answer is described by, for its confidence.
+# What the chosen answer is described by, for its confidence ("best": the candidate model's logit
+# of the chosen sentence, or under the rules their score; "margin": over the runner-up's).
 ANSWER_FEATURES = ("best", "margin", "names_doc", "names_near", "type_missing", "dense", "lexical", "passage_score",
                    "top_passage_score")
 
@@ -134,6 +136,8 @@ class DecisionModel:
     threshold: float
     # A second sentence joins the answer when its probability is at least this share of the best's.
     runner_up: float
+    # The confidence of an answer the hand-set rules give (they decide; this says how sure to be).
+    rules_answer: Logistic
     about: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -143,19 +147,25 @@ class DecisionModel:
         def zero(names: tuple[str, ...]) -> Logistic:
             return Logistic(names, np.zeros(len(names)), np.ones(len(names)), np.zeros(len(names)), 0.0)
 
-        return cls(zero(CANDIDATE_FEATURES), zero(ANSWER_FEATURES), 0.5, 0.5, {"untrained": True})
+        return cls(zero(CANDIDATE_FEATURES), zero(ANSWER_FEATURES), 0.5, 0.5, zero(ANSWER_FEATURES),
+                   {"untrained": True})
 
     @classmethod
     def load(cls, path: Path = MODEL) -> DecisionModel:
         data = json.loads(path.read_text(encoding="utf-8"))
         kind = Trees if data["candidate"].get("kind") == "trees" else Logistic
+        if "rules_answer" not in data:
+            raise ValueError(f"{path}: has no confidence for the rules; retrain with `python -m bench.train_answerer`")
         model = cls(kind.from_json(data["candidate"]), Logistic.from_json(data["answer"]),
-                    float(data["threshold"]), float(data["runner_up"]), data.get("about", {}))
-        if model.candidate.names != CANDIDATE_FEATURES or model.answer.names != ANSWER_FEATURES:
+                    float(data["threshold"]), float(data["runner_up"]), Logistic.from_json(data["rules_answer"]),
+                    data.get("about", {}))
+        if (model.candidate.names != CANDIDATE_FEATURES or model.answer.names != ANSWER_FEATURES
+                or model.rules_answer.names != ANSWER_FEATURES):
             raise ValueError(f"{path}: trained on other features; retrain with `python -m bench.train_answerer`")
         return model
 
     def save(self, path: Path = MODEL) -> None:
         data = {"candidate": self.candidate.to_json(), "answer": self.answer.to_json(),
-                "threshold": round(self.threshold, 4), "runner_up": round(self.runner_up, 4), "about": self.about}
+                "threshold": round(self.threshold, 4), "runner_up": round(self.runner_up, 4),
+                "rules_answer": self.rules_answer.to_json(), "about": self.about}
         path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")

@@ -35,6 +35,10 @@ RULES_RANK = 0.04  # nudge toward the passages retrieval ranked first (/ rank)
 RULES_TYPE = 0.05  # nudge toward sentences holding the expected answer type
 RULES_SEMANTIC_ALONE = 0.6  # cosine at which a sentence answers without a specific shared term
 RULES_MARGIN = 0.08  # a runner-up within this of the best is quoted too
+# The share of the question's names a document must mention, a name it lacks counting its
+# cosine with the nearest name it uses (Moscow ~ Russia 0.83): one name of two missing needs a
+# stand-in at 0.7 or closer, one of four 0.4 or closer.
+RULES_NAMES = 0.85
 # Questions answered with a name: who, whom, whose, where, which/what + a noun.
 _WANTS_NAME = re.compile(r"\b(?:who|whom|whose|where|which|what (?:country|city|team|company|organi[sz]ation|"
                          r"group|state|name|person|place|river|university|party))\b", re.I)
@@ -61,18 +65,33 @@ _QUANTITY = re.compile(
 )
 
 
+_PERCENT = re.compile(r"\d[\d,.]*\s*(?:%|per\s*cent|percent)|\b(?:half|a third|a quarter|majority|most)\b", re.I)
+# A question about what is to come ("the next", "upcoming") is answered only by a sentence
+# that speaks of the future: a past event of the same kind is a near miss, not an answer.
+_ASKS_FUTURE = re.compile(r"\b(?:next|upcoming|forthcoming|going to|future)\b", re.I)
+_FUTURE = r"\b(?:will|shall|next|upcoming|planned|plans?|scheduled|going to|to be held|future|forthcoming)\b"
+
+
 def _expected_type(question: str) -> re.Pattern[str] | None:
     """What the answer should contain: for "how many troops", a quantity shortly before "troop"
-    (so "thousands of combat troops" beats "millions of rounds ... troops"); for "when", a date."""
+    (so "thousands of combat troops" beats "millions of rounds ... troops"); for "when", a date;
+    for "what percentage", a share; for a question about the future, a sentence about it."""
     q = question.lower()
+    kind: str | None = None
     if m := re.search(r"\bhow (?:many|much)\s+([a-z]{3,})", q):
         stem = re.escape(m.group(1)[:4])
-        return re.compile(rf"{_QUANTITY.pattern}(?:\W+\w+){{0,3}}?\W+{stem}", re.I)
-    if re.search(r"\bhow (?:many|much|large|big|far|old)\b", q):
-        return _QUANTITY
-    if re.search(r"\b(?:when|what (?:day|date|year|month|time))\b", q):
-        return _DATE
-    return None
+        kind = rf"(?:{_QUANTITY.pattern})(?:\W+\w+){{0,3}}?\W+{stem}"
+    elif re.search(r"\b(?:percentage|proportion|per ?cent|what share|what fraction)\b", q):
+        kind = _PERCENT.pattern
+    elif re.search(r"\bhow (?:many|much|large|big|far|old)\b|\b(?:what|which) (?:is|was|are|were) the "
+                   r"(?:population|number|amount|cost|price|size|total|value)\b", q):
+        kind = _QUANTITY.pattern
+    elif re.search(r"\b(?:when|what (?:day|date|year|month|time))\b", q):
+        kind = _DATE.pattern
+    if _ASKS_FUTURE.search(q):
+        # Both at once when both are asked ("when will ..."): a lookahead for the future anywhere.
+        kind = rf"^(?=[\s\S]*{_FUTURE})[\s\S]*?" + (f"(?:{kind})" if kind else "")
+    return re.compile(kind, re.I) if kind else None
 
 
 @dataclass(frozen=True)
@@ -92,7 +111,7 @@ class Candidate:
 @dataclass(frozen=True)
 class Decision:
     chosen: list[Candidate]  # the sentences quoted, best first (empty: nothing to quote)
-    confidence: float | None  # how likely the best sentence answers (the learned decision only)
+    confidence: float | None  # how likely the best sentence answers (None: the rules refused)
     answerable: bool
 
 
@@ -100,8 +119,8 @@ Embed = Callable[[list[str]], np.ndarray]
 
 
 class ExtractiveAnswerer:
-    """``learned``: the decision model answers or refuses, with a calibrated confidence; otherwise
-    the hand-set rules do, and give no confidence (the model's would not be calibrated for them)."""
+    """``learned``: the decision model answers or refuses by its calibrated confidence; otherwise the
+    hand-set rules do, and a model calibrated on what they answer gives their answers' confidence."""
 
     def __init__(self, analyzer: Analyzer, model: DecisionModel, learned: bool, threshold: float | None,
                  max_sentences: int, embed: Embed) -> None:
@@ -117,14 +136,16 @@ class ExtractiveAnswerer:
         """Every sentence of the retrieved passages with its features, best first by the model."""
         vocabulary = Vocabulary.of(question, index, self.analyzer)
         held = index.chunk_sentences([h.row for h in hits])
+        forms = self._forms(index, {h.chunk.source for h in hits})
+        other = _OtherForms.of(forms, self.analyzer)
         # sentence id -> (passage rank, hit, text, passage coverage, neighbour coverage, its own coverage)
         found: dict[int, tuple[int, Hit, str, float, float, tuple[float, bool]]] = {}
         sentences = {}
         for rank, hit in enumerate(hits, start=1):
             inside = held.get(hit.row, [])
             texts = [hit.chunk.span(x.start, x.end) for x in inside]
-            covered = [vocabulary.coverage(index.sentence_terms(t)) for t in texts]
-            passage = vocabulary.coverage(index.sentence_terms(hit.chunk.text))[0]
+            covered = [vocabulary.coverage(other.add(index.sentence_terms(t))) for t in texts]
+            passage = vocabulary.coverage(other.add(index.sentence_terms(hit.chunk.text)))[0]
             for i, x in enumerate(inside):
                 if x.id not in found:
                     neighbour = max((c[0] for c in covered[max(0, i - 1) : i] + covered[i + 1 : i + 2]), default=0.0)
@@ -135,12 +156,11 @@ class ExtractiveAnswerer:
         rows = list(found)
         dense = index.sentence_vectors(rows) @ query.astype(np.float32)
         names = list(dict.fromkeys(self.analyzer.names(question)))
-        forms = self._forms(index, {x.source for x in sentences.values()})
+        name_terms = {n: frozenset(self.analyzer.terms(n)) for n in names}
         expected = _expected_type(question)
         coverage = [found[r][5] for r in rows]
-        # Matching names by meaning costs an embedding call: only the learned decision uses it.
-        near = (self._names_near(index, names, forms, [(sentences[r].source, found[r][2]) for r in rows])
-                if self.learned else {})
+        # Costs an embedding call, made only when a document lacks one of the question's names.
+        near = self._names_near(index, names, forms, [(sentences[r].source, found[r][2]) for r in rows])
         best_dense, best_lexical = float(dense.max()), max(c[0] for c in coverage)
         asked = {canonical(w) for w in self.analyzer.words(question)}
         wants_name = bool(_WANTS_NAME.search(question))
@@ -152,14 +172,16 @@ class ExtractiveAnswerer:
         for row, cos, (lexical, specific) in zip(rows, dense.tolist(), coverage):
             x, (rank, hit, text, passage, neighbour, _) = sentences[row], found[row]
             words = {canonical(w) for w in self.analyzer.words(text)}
+            terms = other.add(index.sentence_terms(text))
             novel_names = {m.lower() for m in _CAPITALISED.findall(text)} - asked
             features = np.array([
                 cos, lexical, 1.0 / rank, float(expected is not None),
                 float(expected is not None and bool(expected.search(text))), float(specific),
-                in_doc[x.source], _share([n in words or any(related(n, w) for w in words) for n in names]),
+                in_doc[x.source], _share([n in words or any(related(n, w) for w in words)
+                                           or not terms.isdisjoint(name_terms[n]) for n in names]),
                 near.get(x.source, 1.0), best_dense - cos, best_lexical - lexical, math.log(len(text) + 1),
                 hit.score, passage, neighbour, float(wants_name and bool(novel_names)),
-                len(words - asked) / max(1, len(words)), question_terms,
+                len(words - asked) / max(1, len(words)), question_terms, vocabulary.predicate_coverage(terms),
             ])
             out.append(Candidate(x.source, x.start, x.end, text, rank, features))
         logits = self.model.candidate.logit(np.stack([c.features for c in out]))
@@ -239,7 +261,10 @@ class ExtractiveAnswerer:
             return Decision([], None, False)
         best = order[0]
         chosen = [best] + [c for c in order[1 : self.max_sentences] if score[id(c)] >= score[id(best)] - RULES_MARGIN]
-        return Decision(chosen, None, not _partial(chosen))
+        if _partial(chosen):
+            return Decision(chosen, None, False)
+        row = rules_row(np.stack([c.features for c in ranked]), scores, ranked.index(best), hits[0].score)
+        return Decision(chosen, float(sigmoid(self.model.rules_answer.logit(row))[0]), True)
 
     def answer(self, question: str, found: Retrieval) -> Answer:
         """The quoted answer, or a refusal (no citations)."""
@@ -272,6 +297,12 @@ def answer_row(features: np.ndarray, logit: float, margin: float, top_score: flo
                      f[_F["passage_score"]], top_score])
 
 
+def rules_row(features: np.ndarray, scores: np.ndarray, best: int, top_score: float) -> np.ndarray:
+    """What the rules' confidence model reads of their chosen sentence (row ``best``)."""
+    runner_up = max((float(v) for i, v in enumerate(scores) if i != best), default=float(scores[best]) - 1.0)
+    return answer_row(features[best], float(scores[best]), float(scores[best]) - runner_up, top_score)
+
+
 def rules_scores(features: np.ndarray) -> np.ndarray:
     """The rules' score of each candidate (rows of features)."""
     f = features
@@ -280,10 +311,10 @@ def rules_scores(features: np.ndarray) -> np.ndarray:
 
 
 def rules_allow(features: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Which candidates the rules let answer: over the threshold, a name their document never
-    mentions excluded, sharing a specific term or close in meaning on their own."""
+    """Which candidates the rules let answer: over the threshold, their document mentioning the
+    question's names (or names near them in meaning), sharing a specific term or close in meaning on their own."""
     f = features
-    return ((scores >= threshold) & (f[:, _F["names_doc"]] == 1.0)
+    return ((scores >= threshold) & (f[:, _F["names_near"]] >= RULES_NAMES)
             & ((f[:, _F["specific"]] > 0) | (f[:, _F["dense"]] >= RULES_SEMANTIC_ALONE)))
 
 
@@ -295,6 +326,28 @@ def partial(features: np.ndarray) -> bool:
 
 def _partial(chosen: list[Candidate]) -> bool:
     return partial(np.stack([c.features for c in chosen]))
+
+
+@dataclass(frozen=True)
+class _OtherForms:
+    """The acronyms the retrieved documents define, as stems: a sentence that uses one form of a
+    name holds the other too ("PRC" holds people, republic, china; those three hold "prc")."""
+
+    long: dict[str, list[frozenset[str]]]
+
+    @classmethod
+    def of(cls, forms: dict[str, list[list[str]]], analyzer: Analyzer) -> _OtherForms:
+        return cls({short: [frozenset(analyzer.terms(" ".join(f))) for f in fs] for short, fs in forms.items()})
+
+    def add(self, terms: frozenset[str]) -> frozenset[str]:
+        extra: set[str] = set()
+        for short, longs in self.long.items():
+            for form in longs:
+                if short in terms:
+                    extra |= form
+                elif form and form <= terms:
+                    extra.add(short)
+        return terms | extra if extra else terms
 
 
 def _share(flags: list[bool]) -> float:

@@ -35,15 +35,26 @@ class Vocabulary:
     weights: dict[str, float]
     kin: dict[str, frozenset[str]]
     specific: frozenset[str]  # stems rarer than the corpus's topic words
+    # Specific stems that are not names: what is asked about them ("impose sanctions", "veto").
+    predicate: frozenset[str]
 
     @classmethod
     def of(cls, text: str, index: SearchIndex, analyzer: Analyzer) -> Vocabulary:
         weights = index.idfs(set(analyzer.terms(text)))
-        return cls(weights, {t: index.kin(t) for t in weights},
-                   frozenset(t for t, w in weights.items() if w > index.common_idf))
+        specific = frozenset(t for t, w in weights.items() if w > index.common_idf)
+        names = {t for n in analyzer.names(text) for t in analyzer.terms(n)}
+        return cls(weights, {t: index.kin(t) for t in weights}, specific, specific - names)
 
     def coverage(self, terms: frozenset[str]) -> tuple[float, bool]:
         """The share of the IDF weight a sentence's stems cover, and whether it holds a specific one."""
         matched = [t for t in self.weights if not self.kin[t].isdisjoint(terms)]
         total = sum(self.weights.values()) or 1.0
         return sum(self.weights[t] for t in matched) / total, not self.specific.isdisjoint(matched)
+
+    def predicate_coverage(self, terms: frozenset[str]) -> float:
+        """The share of the predicate's IDF weight a sentence's stems cover (1.0: the question has
+        none, only names)."""
+        if not self.predicate:
+            return 1.0
+        matched = [t for t in self.predicate if not self.kin[t].isdisjoint(terms)]
+        return sum(self.weights[t] for t in matched) / sum(self.weights[t] for t in self.predicate)
