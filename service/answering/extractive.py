@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import aliases
 from ..models import Answer, Citation
-from ..retrieval import Hit, Retrieval, SearchIndex
+from ..retrieval import Hit, Memo, Retrieval, SearchIndex
 from ..text import Analyzer, canonical, related
 from .decision import CANDIDATE_FEATURES, DecisionModel, sigmoid
 from .support import Vocabulary, support
@@ -131,6 +131,7 @@ class ExtractiveAnswerer:
         self.threshold = default if threshold is None else threshold
         self.max_sentences = max_sentences
         self.embed = embed
+        self._vectors: Memo[str, np.ndarray] = Memo(8192)
 
     def candidates(self, index: SearchIndex, question: str, query: np.ndarray, hits: list[Hit]) -> list[Candidate]:
         """Every sentence of the retrieved passages with its features, best first by the model."""
@@ -214,14 +215,21 @@ class ExtractiveAnswerer:
                    [:MAX_PHRASES] for s in missing}
         wanted = sorted({n for m in missing.values() for n in m})
         pool = sorted({p for ps in phrases.values() for p in ps})
-        vectors = self.embed(wanted + pool)
-        of = dict(zip(wanted + pool, vectors))
+        of = self._vectors_of(wanted + pool)
         out = {}
         for source, absent in missing.items():
             found = len(names) - len(absent)
             near = sum(max((float(of[n] @ of[p]) for p in phrases[source]), default=0.0) for n in absent)
             out[source] = (found + near) / len(names)
         return out
+
+    def _vectors_of(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Names and phrases embedded once: the same documents' names recur from question to question."""
+        known = {t: v for t in texts if (v := self._vectors.get(t)) is not None}
+        missing = [t for t in texts if t not in known]
+        if missing:
+            known.update((t, self._vectors.put(t, v)) for t, v in zip(missing, self.embed(missing)))
+        return known
 
     def decide(self, index: SearchIndex, question: str, query: np.ndarray, hits: list[Hit]) -> Decision:
         ranked = self.candidates(index, question, query, hits)
