@@ -160,8 +160,6 @@ class ExtractiveAnswerer:
         name_terms = {n: frozenset(self.analyzer.terms(n)) for n in names}
         expected = _expected_type(question)
         coverage = [found[r][5] for r in rows]
-        # Costs an embedding call, made only when a document lacks one of the question's names.
-        near = self._names_near(index, names, forms, [(sentences[r].source, found[r][2]) for r in rows])
         best_dense, best_lexical = float(dense.max()), max(c[0] for c in coverage)
         asked = {canonical(w) for w in self.analyzer.words(question)}
         wants_name = bool(_WANTS_NAME.search(question))
@@ -180,14 +178,23 @@ class ExtractiveAnswerer:
                 float(expected is not None and bool(expected.search(text))), float(specific),
                 in_doc[x.source], _share([n in words or any(related(n, w) for w in words)
                                            or not terms.isdisjoint(name_terms[n]) for n in names]),
-                near.get(x.source, 1.0), best_dense - cos, best_lexical - lexical, math.log(len(text) + 1),
+                in_doc[x.source], best_dense - cos, best_lexical - lexical, math.log(len(text) + 1),
                 hit.score, passage, neighbour, float(wants_name and bool(novel_names)),
                 len(words - asked) / max(1, len(words)), question_terms, vocabulary.predicate_coverage(terms),
             ])
             out.append(Candidate(x.source, x.start, x.end, text, rank, features))
-        logits = self.model.candidate.logit(np.stack([c.features for c in out]))
-        ranked = [Candidate(c.source, c.start, c.end, c.text, c.passage_rank, c.features, float(z))
-                  for c, z in zip(out, logits)]
+        table = np.stack([c.features for c in out])
+        # Names matched by meaning cost an embedding call: made only for documents lacking one of the
+        # question's names, and under the rules only for those whose sentences could answer.
+        could = (np.ones(len(out), bool) if self.learned
+                 else rules_scores(table) >= self.threshold)
+        near = self._names_near(index, names, forms, [(c.source, c.text) for c, ok in zip(out, could) if ok])
+        for c, row in zip(out, table):
+            if c.source in near or row[_F["names_doc"]] == 1.0:
+                row[_F["names_near"]] = near.get(c.source, 1.0)
+        logits = self.model.candidate.logit(table)
+        ranked = [Candidate(c.source, c.start, c.end, c.text, c.passage_rank, row, float(z))
+                  for c, row, z in zip(out, table, logits)]
         ranked.sort(key=lambda c: (-c.logit, c.passage_rank, c.source, c.start))
         return ranked
 
