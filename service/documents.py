@@ -16,6 +16,10 @@ from . import aliases
 from .errors import CorpusError, InvalidRequest
 from .loaders import SUPPORTED_SUFFIXES, Extracted, extract
 
+# Bump when what is kept of a file changes (2: the acronyms it defines, in its metadata): the index
+# records it, so an index read by an older version is rebuilt rather than missing it.
+READER_VERSION = 2
+
 # Turns a file's name and bytes into text: ``extract`` itself, or one under a budget.
 Reader = Callable[[str, bytes], Extracted]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .chunking import CHUNKER_VERSION, chunk_document, chunk_sentences, split_sentences
-from .documents import Document
+from .documents import READER_VERSION, Document
 from .embedding import Embedder
 from .errors import IndexMismatch, InvalidDocument
 from .store import FileStamp, IndexConfig, PreparedDocument
@@ -56,7 +56,8 @@ def index_config(embedder: Embedder, chunk_size: int, chunk_overlap: int) -> Ind
     return IndexConfig(
         model=embedder.name,
         dimension=embedder.dimension,
-        chunker={"version": CHUNKER_VERSION, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap},
+        chunker={"version": CHUNKER_VERSION, "reader": READER_VERSION, "chunk_size": chunk_size,
+                 "chunk_overlap": chunk_overlap},
     )
 
 
