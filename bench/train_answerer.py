@@ -122,10 +122,10 @@ def _observe(split: Split, cache: Path) -> list[Observed]:
         out = []
         for q in split.questions:
             found = asker.retrieve(q.text, TOP_K, None)
-            candidates = asker.answerer.candidates(found.index, q.text, found.query, found.hits)
+            candidates = asker.answerer.candidates(q.text, found)
             features = np.stack([c.features for c in candidates]) if candidates else np.zeros((0, len(CANDIDATE_FEATURES)))
             gold = np.array([bool(q.answers) and contains_answer(c.text, q.answers) for c in candidates], bool)
-            out.append(Observed(q, features, gold, found.hits[0].score if found.hits else 0.0))
+            out.append(Observed(q, features, gold, found.scores()[0] if found.hits else 0.0))
         system.engine.close()
     return out
 

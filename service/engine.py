@@ -57,7 +57,7 @@ from .onnx_embedding import OnnxEmbedder
 from .postgres_store import PostgresStore
 from .prompts import load_prompts
 from .reranking import CrossEncoderReranker, Reranker
-from .retrieval import HybridRetriever, Retrieval, SearchIndex
+from .retrieval import HybridRetriever, Retrieval, SearchIndex, full_list_scale
 from .settings import Settings
 from .store import FileStamp, IndexConfig, Store, fsync_dir
 from .text import Analyzer
@@ -375,7 +375,7 @@ class Asker:
         query = self.queries.submit(question)  # embedded while the keyword side is scored
         if self.reranker is None:
             hits = self.retriever.search(index, question, query, top_k, filters)
-            return Retrieval(index, query.result(), hits)
+            return Retrieval(index, query.result(), hits, full_list_scale(index.chunks, self.settings.candidates))
         pool = self.retriever.search(index, question, query, max(top_k, self.settings.rerank_depth), filters)
         with self.metrics.timed("rerank"):
             scores = self.reranker.score(question, [h.chunk.text for h in pool])

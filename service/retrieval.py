@@ -75,6 +75,12 @@ class Retrieval:
     index: SearchIndex
     query: np.ndarray
     hits: list[Hit]
+    # Puts the hits' fused scores on one scale whatever the corpus's size (``full_list_scale``).
+    score_scale: float = 1.0
+
+    def scores(self) -> list[float]:
+        """The hits' scores as the answerer reads them: on a full candidate list's scale."""
+        return [h.score * self.score_scale for h in self.hits]
 
     def passages(self) -> list[Passage]:
         infos = self.index.infos({h.chunk.source for h in self.hits})
@@ -89,6 +95,15 @@ class Retrieval:
         ]
 
 
+def full_list_scale(chunks: int, depth: int) -> float:
+    """Fused scores are z-scores over each signal's candidate list, and the z-scores of n items
+    cannot exceed sqrt(n - 1): over a corpus of fewer than ``depth`` chunks (the two seed articles
+    are 13) they run lower than over a full list. This factor puts them on a full list's scale
+    (1 from ``depth`` chunks up), so that the answerer's models, trained on larger corpora, read
+    one scale."""
+    return math.sqrt((depth - 1) / (chunks - 1)) if 1 < chunks < depth else 1.0
+
+
 class SearchIndex:
     """The index as one question sees it: the store at one version, with memos of the per-term
     and per-document look-ups that answering repeats. Everything it reads is looked up by key
@@ -100,7 +115,7 @@ class SearchIndex:
         self.analyzer = analyzer
         self.version = version
         n = max(store.counts().chunks, 1)
-        self._n = n
+        self._n = self.chunks = n
         # A term never seen is as informative as the rarest possible one.
         self.unseen_idf = math.log(1 + (n + 0.5) / 0.5)
         # Terms in 40% or more of the chunks (the corpus's own topic words) identify nothing.

@@ -14,6 +14,7 @@ from service import aliases
 from service.answering.decision import ANSWER_FEATURES, CANDIDATE_FEATURES, MODEL, DecisionModel, Logistic, sigmoid
 from service.engine import Engine, build_engine
 from service.evaluation import calibration, evaluate, load_gold
+from service.retrieval import full_list_scale
 from service.text import Analyzer
 
 from .conftest import DATA
@@ -56,6 +57,18 @@ def test_the_rules_answers_carry_a_confidence_and_their_refusals_none(client: Te
 @pytest.fixture(scope="module")
 def learned(engine: Engine) -> Engine:
     return build_engine(engine.settings.model_copy(update={"answer_decision": "learned"}), embedder=engine.embedder)
+
+
+def test_scores_over_a_corpus_smaller_than_a_candidate_list_are_read_on_a_full_lists_scale(
+    engine: Engine, learned: Engine
+) -> None:
+    # z-scores of n items stay under sqrt(n - 1): the two seed articles are 13 chunks.
+    assert full_list_scale(13, 100) == pytest.approx((99 / 12) ** 0.5)
+    assert full_list_scale(100, 100) == full_list_scale(10**6, 100) == 1.0
+    found = engine.asker.retrieve("Which resolutions were cited?", 5, None)
+    assert found.scores()[0] == pytest.approx(found.hits[0].score * full_list_scale(engine.index.chunks, 100))
+    # So the learned model, trained on corpora of hundreds of passages, answers the flagship question.
+    assert learned.ask("Which resolutions were cited?").answerable
 
 
 def test_the_learned_decision_refuses_below_its_threshold(learned: Engine) -> None:
@@ -123,6 +136,6 @@ def test_a_name_a_document_does_not_use_is_matched_by_meaning(engine: Engine) ->
 def test_a_sentence_using_an_acronym_holds_the_name_it_stands_for(engine: Engine) -> None:
     question = "What has China become for Russia's war?"
     found = engine.asker.retrieve(question, 5, None)
-    ranked = engine.asker.answerer.candidates(found.index, question, found.query, found.hits)
+    ranked = engine.asker.answerer.candidates(question, found)
     prc = next(c for c in ranked if c.text.startswith("“The PRC has become"))
     assert prc.feature("names_sentence") == 1.0  # "PRC" is "People's Republic of China" here

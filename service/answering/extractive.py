@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import aliases
 from ..models import Answer, Citation
-from ..retrieval import Hit, Memo, Retrieval, SearchIndex
+from ..retrieval import Memo, Retrieval, SearchIndex
 from ..text import Analyzer, canonical, related
 from .decision import CANDIDATE_FEATURES, DecisionModel, sigmoid
 from .support import Vocabulary, support
@@ -134,17 +134,18 @@ class ExtractiveAnswerer:
         self.embed = embed
         self._vectors: Memo[str, np.ndarray] = Memo(8192)
 
-    def candidates(self, index: SearchIndex, question: str, query: np.ndarray, hits: list[Hit]) -> list[Candidate]:
+    def candidates(self, question: str, retrieval: Retrieval) -> list[Candidate]:
         """Every sentence of the retrieved passages with its features, best first by the model."""
+        index, hits, scores = retrieval.index, retrieval.hits, retrieval.scores()
         vocabulary = Vocabulary.of(question, index, self.analyzer)
         held = index.chunk_sentences([h.row for h in hits])
         forms = self._forms(index, {h.chunk.source for h in hits})
         other = _OtherForms.of(forms, self.analyzer)
-        # sentence id -> (passage rank, hit, text, passage coverage, neighbour coverage, its own coverage,
-        # its stems with the other forms of the names it uses)
-        found: dict[int, tuple[int, Hit, str, float, float, tuple[float, bool], frozenset[str]]] = {}
+        # sentence id -> (passage rank, passage score, text, passage coverage, neighbour coverage, its own
+        # coverage, its stems with the other forms of the names it uses)
+        found: dict[int, tuple[int, float, str, float, float, tuple[float, bool], frozenset[str]]] = {}
         sentences = {}
-        for rank, hit in enumerate(hits, start=1):
+        for rank, (hit, score) in enumerate(zip(hits, scores), start=1):
             inside = held.get(hit.row, [])
             texts = [hit.chunk.span(x.start, x.end) for x in inside]
             stems = [other.add(index.sentence_terms(t)) for t in texts]
@@ -153,12 +154,12 @@ class ExtractiveAnswerer:
             for i, x in enumerate(inside):
                 if x.id not in found:
                     neighbour = max((c[0] for c in covered[max(0, i - 1) : i] + covered[i + 1 : i + 2]), default=0.0)
-                    found[x.id] = (rank, hit, texts[i], passage, neighbour, covered[i], stems[i])
+                    found[x.id] = (rank, score, texts[i], passage, neighbour, covered[i], stems[i])
                     sentences[x.id] = x
         if not found:
             return []
         rows = list(found)
-        dense = index.sentence_vectors(rows) @ query.astype(np.float32)
+        dense = index.sentence_vectors(rows) @ retrieval.query.astype(np.float32)
         names = list(dict.fromkeys(self.analyzer.names(question)))
         name_terms = {n: frozenset(self.analyzer.terms(n)) for n in names}
         expected = _expected_type(question)
@@ -172,7 +173,7 @@ class ExtractiveAnswerer:
         in_doc = {source: _share([index.refers(source, n, forms) for n in names])
                   for source in {x.source for x in sentences.values()}}
         for row, cos, (lexical, specific) in zip(rows, dense.tolist(), coverage):
-            x, (rank, hit, text, passage, neighbour, _, terms) = sentences[row], found[row]
+            x, (rank, score, text, passage, neighbour, _, terms) = sentences[row], found[row]
             words = {canonical(w) for w in self.analyzer.words(text)}
             novel_names = {m.lower() for m in _CAPITALISED.findall(text)} - asked
             features = np.array([
@@ -181,7 +182,7 @@ class ExtractiveAnswerer:
                 in_doc[x.source], _share([n in words or any(related(n, w) for w in words)
                                            or not terms.isdisjoint(name_terms[n]) for n in names]),
                 in_doc[x.source], best_dense - cos, best_lexical - lexical, math.log(len(text) + 1),
-                hit.score, passage, neighbour, float(wants_name and bool(novel_names)),
+                score, passage, neighbour, float(wants_name and bool(novel_names)),
                 len(words - asked) / max(1, len(words)), question_terms, vocabulary.predicate_coverage(terms),
             ])
             out.append(Candidate(x.source, x.start, x.end, text, rank, features))
@@ -254,21 +255,22 @@ class ExtractiveAnswerer:
             known.update((t, self._vectors.put(t, v)) for t, v in zip(missing, self.embed(missing)))
         return known
 
-    def decide(self, index: SearchIndex, question: str, query: np.ndarray, hits: list[Hit]) -> Decision:
-        ranked = self.candidates(index, question, query, hits)
+    def decide(self, question: str, retrieval: Retrieval) -> Decision:
+        ranked = self.candidates(question, retrieval)
         if not ranked:
             return Decision([], 0.0 if self.learned else None, False)
-        return self._learned(ranked, hits) if self.learned else self._rules(ranked, hits)
+        top = retrieval.scores()[0]
+        return self._learned(ranked, top) if self.learned else self._rules(ranked, top)
 
-    def _confidence(self, ranked: list[Candidate], best: Candidate, hits: list[Hit]) -> float:
+    def _confidence(self, ranked: list[Candidate], best: Candidate, top: float) -> float:
         """The answer model's probability that ``best`` answers the question."""
         runner_up = max((c.logit for c in ranked if c is not best), default=best.logit - 10.0)
-        row = answer_row(best.features, best.logit, best.logit - runner_up, hits[0].score)
+        row = answer_row(best.features, best.logit, best.logit - runner_up, top)
         return float(sigmoid(self.model.answer.logit(row))[0])
 
-    def _learned(self, ranked: list[Candidate], hits: list[Hit]) -> Decision:
+    def _learned(self, ranked: list[Candidate], top: float) -> Decision:
         best = ranked[0]
-        confidence = self._confidence(ranked, best, hits)
+        confidence = self._confidence(ranked, best, top)
         chosen = [best]
         floor = self.model.runner_up * float(sigmoid(np.array(best.logit)))
         for c in ranked[1 : self.max_sentences]:
@@ -277,7 +279,7 @@ class ExtractiveAnswerer:
             chosen.append(c)
         return Decision(chosen, confidence, confidence >= self.threshold and not _partial(chosen))
 
-    def _rules(self, ranked: list[Candidate], hits: list[Hit]) -> Decision:
+    def _rules(self, ranked: list[Candidate], top: float) -> Decision:
         """The hand-set policy: the support score with small nudges toward the first passages and
         the expected answer type; a sentence may answer only if it reaches the threshold, shares a
         specific term with the question (or is close in meaning on its own), and its document
@@ -294,12 +296,12 @@ class ExtractiveAnswerer:
         chosen = [best] + [c for c in order[1 : self.max_sentences] if score[id(c)] >= score[id(best)] - RULES_MARGIN]
         if _partial(chosen):
             return Decision(chosen, None, False)
-        row = rules_row(np.stack([c.features for c in ranked]), scores, ranked.index(best), hits[0].score)
+        row = rules_row(np.stack([c.features for c in ranked]), scores, ranked.index(best), top)
         return Decision(chosen, float(sigmoid(self.model.rules_answer.logit(row))[0]), True)
 
     def answer(self, question: str, found: Retrieval) -> Answer:
         """The quoted answer, or a refusal (no citations)."""
-        decision = self.decide(found.index, question, found.query, found.hits)
+        decision = self.decide(question, found)
         confidence = None if decision.confidence is None else round(decision.confidence, 4)
         if not decision.answerable:
             return Answer(question=question, answer=NOT_COVERED, answerable=False, citations=[],
