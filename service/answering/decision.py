@@ -26,7 +26,7 @@ CANDIDATE_FEATURES = (
     "specific",  # shares a stem rarer than the corpus's topic words
     "names_doc",  # share of the question's names its document mentions (any spelling it defines)
     "names_sentence",  # share of them the sentence itself holds
-    "names_near",  # ... a missing name counting when a name the document uses stands in for it (the rules
+    "names_near",  # names_doc, a missing name counting when a name the document uses stands in for it (the rules
     # work it out only for documents with a sentence over their threshold; elsewhere it is names_doc)
     "dense_gap",  # below the best cosine among the candidates
     "lexical_gap",  # below the best coverage among the candidates

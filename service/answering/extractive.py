@@ -283,7 +283,8 @@ class ExtractiveAnswerer:
         """The hand-set policy: the support score with small nudges toward the first passages and
         the expected answer type; a sentence may answer only if it reaches the threshold, shares a
         specific term with the question (or is close in meaning on its own), and its document
-        mentions every name the question uses. A runner-up nearly as good is quoted too."""
+        accounts for every name the question uses (by any form, or a name standing in for it). A
+        runner-up nearly as good is quoted too."""
 
         scores = rules_scores(np.stack([c.features for c in ranked]))
         allowed = rules_allow(np.stack([c.features for c in ranked]), scores, self.threshold)
@@ -344,8 +345,8 @@ def rules_scores(features: np.ndarray) -> np.ndarray:
 
 
 def rules_allow(features: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Which candidates the rules let answer: over the threshold, their document mentioning the
-    question's names (or names standing in for them), sharing a specific term or close in meaning on their own."""
+    """Which candidates the rules let answer: over the threshold, their document accounting for the
+    question's names, sharing a specific term or close in meaning on their own."""
     f = features
     return ((scores >= threshold) & (f[:, _F["names_near"]] == 1.0)
             & ((f[:, _F["specific"]] > 0) | (f[:, _F["dense"]] >= RULES_SEMANTIC_ALONE)))
