@@ -16,8 +16,9 @@ from . import aliases
 from .errors import CorpusError, InvalidRequest
 from .loaders import SUPPORTED_SUFFIXES, Extracted, extract
 
-# Bump when what is kept of a file changes (2: the acronyms it defines, in its metadata): the index
-# records it, so an index read by an older version is rebuilt rather than missing it.
+# Bump when what is derived from a file's text changes (2: the acronyms it defines, in its
+# metadata): the index records it, and an index read by an older version has its documents'
+# metadata derived anew from the stored text when it is opened (nothing embedded again).
 READER_VERSION = 2
 
 # Turns a file's name and bytes into text: ``extract`` itself, or one under a budget.
@@ -74,6 +75,12 @@ def parse_document(source: str, text: str) -> Document:
     while pos < len(text) and text[pos].isspace():
         pos += 1
     return Document(source, text, title, date, pos, metadata)
+
+
+def reread(doc: Document) -> dict[str, str]:
+    """A stored document's metadata as this version reads its text (what the extractor gave, and
+    what is derived from the text anew)."""
+    return {**doc.metadata, **parse_document(doc.source, doc.text).metadata}
 
 
 def read_document(path: Path, source: str, read: Reader = extract) -> Document:

@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -902,6 +902,14 @@ class EmbeddedStore:
     def delete(self, sources: Collection[str]) -> None:
         with self._write() as db:
             self._remove(db, list(sources))
+        self._after_write()
+
+    def reread(self, config: IndexConfig, metadata: Mapping[str, dict[str, str]]) -> None:
+        with self._write() as db:
+            db.executemany("UPDATE documents SET metadata = ? WHERE source = ?",
+                           [(json.dumps(m), source) for source, m in metadata.items()])
+            db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config.__dict__),))
+        self._config = config
         self._after_write()
 
     def _after_write(self) -> None:

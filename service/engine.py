@@ -21,7 +21,7 @@ from .answering.extractive import NOT_COVERED, ExtractiveAnswerer
 from .answering.generative import GenerativeAnswerer, LLMError, build_chat_model
 from .answering.grounding import Grounder, cleaned_stream
 from .database import Database
-from .documents import Document, discover, load_bytes, read_document, safe_name
+from .documents import Document, discover, load_bytes, read_document, reread, safe_name
 from .embedded_store import EmbeddedStore
 from .embedding import Embedder, QueryBatcher, SentenceTransformerEmbedder
 from .embedding_cache import CachedEmbedder
@@ -37,7 +37,7 @@ from .errors import (
 )
 from .extraction import Budget, Extractor
 from .feedback import FeedbackStore, PostgresFeedback, PostgresSeenKeys, SeenKeys, SqliteFeedback, SqliteSeenKeys
-from .indexing import IndexReport, Progress, check_config, check_size, index_config, prepare
+from .indexing import IndexReport, Progress, check_config, check_size, index_config, prepare, read_by_older_reader
 from .metrics import Metrics
 from .migration import migrate_legacy
 from .models import (
@@ -96,8 +96,21 @@ class LiveIndex:
             if not self.store.shared and not self.store.exists() and migrate_legacy(self.directory, self.store, progress):
                 log.info("index in %s upgraded to the current format", self.directory)
             found = self.store.open()
+            if read_by_older_reader(found, self.config):
+                self._reread()
+                found = self.config
             check_config(found, self.config)
             self._view = SearchIndex(self.store, self.analyzer, self.store.version())
+
+    def _reread(self) -> None:
+        began = time.perf_counter()
+        metadata = {}
+        for info in self.store.documents():
+            if (doc := self.store.document(info.source)) is not None:
+                metadata[doc.source] = reread(doc)
+        self.store.reread(self.config, metadata)
+        log.info("index in %s: %d documents' metadata read anew in %.1f s (nothing embedded)",
+                 self.directory, len(metadata), time.perf_counter() - began)
 
     def view(self) -> SearchIndex:
         if self._view is None:

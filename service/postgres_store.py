@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -426,6 +426,16 @@ class PostgresStore:
         with self.db.transaction() as conn:
             self._remove(conn, list(sources))
             conn.execute("UPDATE footnote_stats SET version = version + 1")
+
+    def reread(self, config: IndexConfig, metadata: Mapping[str, dict[str, str]]) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("SELECT 1 FROM footnote_stats FOR UPDATE")  # writers take turns
+            with conn.cursor() as cur:
+                cur.executemany("UPDATE footnote_documents SET metadata = %s WHERE source = %s",
+                                [(Jsonb(m), source) for source, m in metadata.items()])
+            conn.execute("UPDATE footnote_meta SET value = %s WHERE key = 'config'", (json.dumps(config.__dict__),))
+            conn.execute("UPDATE footnote_stats SET version = version + 1")
+        self._config = config
 
     def _remove(self, conn: psycopg.Connection[Any], sources: list[str]) -> None:
         """Delete documents' rows and take their share out of the statistics (inside a write).

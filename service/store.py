@@ -12,7 +12,7 @@ import os
 import tempfile
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -227,6 +227,10 @@ class Store(Protocol):
     def upsert(self, documents: Sequence[PreparedDocument]) -> None: ...
 
     def delete(self, sources: Collection[str]) -> None: ...
+
+    def reread(self, config: IndexConfig, metadata: Mapping[str, dict[str, str]]) -> None:
+        """Replace documents' metadata and record ``config``, in one write: what a newer reader
+        derives from the stored text, with nothing embedded again."""
 
     def bulk(self) -> contextlib.AbstractContextManager[None]:
         """Many writes in a row: maintenance waits for the caller's checkpoint at the end."""
