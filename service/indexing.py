@@ -64,9 +64,11 @@ def index_config(embedder: Embedder, chunk_size: int, chunk_overlap: int) -> Ind
 def read_by_older_reader(found: IndexConfig, wanted: IndexConfig) -> bool:
     """Whether an index differs from ``wanted`` only in the reader that read its documents: then
     their metadata is derived anew from the stored text, and nothing is embedded again."""
-    rest = {k: v for k, v in found.chunker.items() if k != "reader"}
-    return (found.model, found.dimension) == (wanted.model, wanted.dimension) and found.chunker.get(
-        "reader", 1) < wanted.chunker["reader"] and rest == {k: v for k, v in wanted.chunker.items() if k != "reader"}
+    def others(config: IndexConfig) -> tuple[str, int, dict[str, int]]:
+        return config.model, config.dimension, {k: v for k, v in config.chunker.items() if k != "reader"}
+
+    # Indexes from before the reader's version was recorded were read by version 1.
+    return others(found) == others(wanted) and found.chunker.get("reader", 1) < wanted.chunker["reader"]
 
 
 def check_config(found: IndexConfig, wanted: IndexConfig) -> None:
