@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     )
     answer_threshold: float | None = Field(
         None, ge=0, le=1,
-        description="With rules: least support score of the quoted sentence (default 0.38). Learned: least "
+        description="With rules: least support score of the quoted sentence (default 0.36). Learned: least "
         "confidence (default: the threshold chosen with the model on its tuning data). Below it: refused.",
     )
     max_answer_sentences: int = Field(2, ge=1, le=5, description="Sentences quoted per answer.")
