@@ -30,15 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from service.answering.decision import ANSWER_FEATURES, CANDIDATE_FEATURES, DecisionModel, Logistic, Trees, sigmoid
-from service.answering.extractive import (
-    RULES_MARGIN,
-    RULES_THRESHOLD,
-    answer_row,
-    partial,
-    rules_allow,
-    rules_row,
-    rules_scores,
-)
+from service.answering.extractive import RULES_THRESHOLD, answer_row, partial, quoted, rules_choice, rules_row
 from service.evaluation import calibration
 
 from .datasets import BENCH_DIR, _need
@@ -160,9 +152,7 @@ def outcome(observed: list[Observed], logits: list[np.ndarray], confidence: np.n
             refused += not o.question.answers
             continue
         order = np.argsort(-z, kind="stable")
-        probs = sigmoid(z[order])
-        chosen = [order[0]] + [i for i, q in zip(order[1:max_sentences], probs[1:max_sentences])
-                               if q >= runner_up * probs[0]]
+        chosen = list(order[: quoted(z[order], runner_up, max_sentences)])
         if p >= threshold and not partial(o.features[chosen]):
             right += bool(o.question.answers) and bool(o.gold[chosen].any())
             sentences += len(chosen)
@@ -197,10 +187,7 @@ def rules_answers(observed: list[Observed], max_sentences: int = 2) -> list[tupl
         if not len(x):
             out.append(([], None))
             continue
-        score = rules_scores(x)
-        ok = rules_allow(x, score, RULES_THRESHOLD)
-        order = [i for i in np.argsort(-score, kind="stable") if ok[i]]
-        chosen = order[:1] + [i for i in order[1:max_sentences] if score[i] >= score[order[0]] - RULES_MARGIN]
+        chosen, score = rules_choice(x, RULES_THRESHOLD, max_sentences)
         answers = bool(chosen) and not partial(x[chosen])
         out.append((chosen, rules_row(x, score, chosen[0], o.top_score) if answers else None))
     return out

@@ -16,7 +16,7 @@ _PATTERNS = (
 # "PRC stands for China's official name, the People's Republic of China": the long form is a
 # capitalised phrase in what follows, whichever spells the acronym.
 _DEFINED = re.compile(rf"\b(?P<short>{_SHORT})\s+(?:stands for|is short for|means)\b(?P<tail>[^.]{{0,100}})")
-_SMALL = {"of", "the", "and", "for", "on", "de"}
+SMALL = {"of", "the", "and", "for", "on", "de"}  # words a long form's initials skip
 
 
 def mine(text: str) -> dict[str, str]:
@@ -37,9 +37,9 @@ def _spelt(phrase: str, short: str) -> str | None:
     Organization" for NATO), or None."""
     words = phrase.split()
     for at in range(len(words)):
-        if words[at].lower() in _SMALL:
+        if words[at].lower() in SMALL:
             continue
-        initials = "".join(w[0].upper() for w in words[at:] if w.lower() not in _SMALL)
+        initials = "".join(w[0].upper() for w in words[at:] if w.lower() not in SMALL)
         if _spells(initials, short):
             return " ".join(words[at:])
     return None

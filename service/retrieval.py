@@ -115,7 +115,7 @@ class SearchIndex:
         self.analyzer = analyzer
         self.version = version
         n = max(store.counts().chunks, 1)
-        self._n = self.chunks = n
+        self.chunks = n
         # A term never seen is as informative as the rarest possible one.
         self.unseen_idf = math.log(1 + (n + 0.5) / 0.5)
         # Terms in 40% or more of the chunks (the corpus's own topic words) identify nothing.
@@ -128,7 +128,7 @@ class SearchIndex:
         self._sentences: Memo[int, list[StoredSentence]] = Memo(16384)
 
     def _idf_of(self, df: int) -> float:
-        return math.log(1 + (self._n - df + 0.5) / (df + 0.5))
+        return math.log(1 + (self.chunks - df + 0.5) / (df + 0.5))
 
     def idfs(self, terms: set[str]) -> dict[str, float]:
         """IDF of each stem over chunks, or of its closest relative in the corpus (korean -> korea)."""

@@ -23,7 +23,7 @@ import numpy as np
 from .. import aliases
 from ..models import Answer, Citation
 from ..retrieval import Memo, Retrieval, SearchIndex
-from ..text import Analyzer, canonical, related
+from ..text import MONTH_FORMS, Analyzer, canonical, related
 from .decision import CANDIDATE_FEATURES, DecisionModel, sigmoid
 from .support import Vocabulary, support
 
@@ -52,10 +52,7 @@ MAX_PHRASES = 24
 # A capitalised phrase of a sentence ("North Korea", "Pyongyang"), for matching names by meaning.
 _PHRASE = re.compile(r"\b[A-Z][\w’'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w’'-]*)*")
 
-_MONTHS = (
-    r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-    r"sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
-)
+_MONTHS = "|".join(sorted(MONTH_FORMS, key=len, reverse=True))  # longest first: "september" before "sep"
 _DATE = re.compile(
     rf"\b(?:(?:{_MONTHS})\.?\s+\d{{1,2}}|\d{{4}}|monday|tuesday|wednesday|thursday|friday|"
     rf"saturday|sunday|yesterday|today|(?:last|next)\s+(?:week|month|year))\b",
@@ -211,7 +208,7 @@ class ExtractiveAnswerer:
         forms: dict[str, list[list[str]]] = {}
         for info in index.infos(sources).values():
             for short, long_ in aliases.decode(info.metadata.get("aliases", "")).items():
-                words = [canonical(w) for w in self.analyzer.words(long_) if w not in ("of", "the", "and", "for")]
+                words = [canonical(w) for w in self.analyzer.words(long_) if w not in aliases.SMALL]
                 forms.setdefault(short.lower(), []).append(words)
         return forms
 
@@ -274,12 +271,7 @@ class ExtractiveAnswerer:
     def _learned(self, ranked: list[Candidate], top: float) -> Decision:
         best = ranked[0]
         confidence = self._confidence(ranked, best, top)
-        chosen = [best]
-        floor = self.model.runner_up * float(sigmoid(np.array(best.logit)))
-        for c in ranked[1 : self.max_sentences]:
-            if float(sigmoid(np.array(c.logit))) < floor:
-                break
-            chosen.append(c)
+        chosen = ranked[: quoted(np.array([c.logit for c in ranked]), self.model.runner_up, self.max_sentences)]
         return Decision(chosen, confidence, confidence >= self.threshold and not _partial(chosen))
 
     def _rules(self, ranked: list[Candidate], top: float) -> Decision:
@@ -289,18 +281,16 @@ class ExtractiveAnswerer:
         accounts for every name the question uses (by any form, or a name standing in for it). A
         runner-up nearly as good is quoted too."""
 
-        scores = rules_scores(np.stack([c.features for c in ranked]))
-        allowed = rules_allow(np.stack([c.features for c in ranked]), scores, self.threshold)
-        score = {id(c): float(v) for c, v in zip(ranked, scores)}
-        order = sorted((c for c, ok in zip(ranked, allowed) if ok),
-                       key=lambda c: (-score[id(c)], c.passage_rank, c.source, c.start))
-        if not order:
+        features = np.stack([c.features for c in ranked])
+        # Among equal scores, the first passages first, then document order.
+        tiebreak = sorted(range(len(ranked)), key=lambda i: (ranked[i].passage_rank, ranked[i].source, ranked[i].start))
+        picked, scores = rules_choice(features, self.threshold, self.max_sentences, np.argsort(tiebreak))
+        if not picked:
             return Decision([], None, False)
-        best = order[0]
-        chosen = [best] + [c for c in order[1 : self.max_sentences] if score[id(c)] >= score[id(best)] - RULES_MARGIN]
+        chosen = [ranked[i] for i in picked]
         if _partial(chosen):
             return Decision(chosen, None, False)
-        row = rules_row(np.stack([c.features for c in ranked]), scores, ranked.index(best), top)
+        row = rules_row(features, scores, picked[0], top)
         return Decision(chosen, float(sigmoid(self.model.rules_answer.logit(row))[0]), True)
 
     def answer(self, question: str, found: Retrieval) -> Answer:
@@ -332,6 +322,31 @@ def answer_row(features: np.ndarray, logit: float, margin: float, top_score: flo
     return np.array([logit, margin, f[_F["names_doc"]], f[_F["names_near"]],
                      float(f[_F["type_expected"]] and not f[_F["type_found"]]), f[_F["dense"]], f[_F["lexical"]],
                      f[_F["passage_score"]], top_score])
+
+
+def quoted(logits: np.ndarray, runner_up: float, max_sentences: int) -> int:
+    """How many candidates (logits best first) the learned decision quotes: the best, and each
+    next one at least ``runner_up`` times as likely as the best."""
+    probabilities = sigmoid(np.asarray(logits[:max_sentences], float))
+    n = 1
+    while n < len(probabilities) and probabilities[n] >= runner_up * probabilities[0]:
+        n += 1
+    return n
+
+
+def rules_choice(features: np.ndarray, threshold: float, max_sentences: int,
+                 tiebreak: np.ndarray | None = None) -> tuple[list[int], np.ndarray]:
+    """The rows the rules quote, best first (empty: none may answer), and every row's score. A
+    runner-up within RULES_MARGIN of the best is quoted too; equal scores go by ``tiebreak``
+    (default: row order)."""
+    scores = rules_scores(features)
+    allowed = rules_allow(features, scores, threshold)
+    secondary = np.arange(len(scores)) if tiebreak is None else tiebreak
+    order = [int(i) for i in np.lexsort((secondary, -scores)) if allowed[i]]
+    if not order:
+        return [], scores
+    best = order[0]
+    return [best] + [i for i in order[1:max_sentences] if scores[i] >= scores[best] - RULES_MARGIN], scores
 
 
 def rules_row(features: np.ndarray, scores: np.ndarray, best: int, top_score: float) -> np.ndarray:

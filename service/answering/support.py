@@ -6,6 +6,7 @@ question's informative vocabulary (IDF-weighted stems, any form of each) the sen
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -48,13 +49,14 @@ class Vocabulary:
     def coverage(self, terms: frozenset[str]) -> tuple[float, bool]:
         """The share of the IDF weight a sentence's stems cover, and whether it holds a specific one."""
         matched = [t for t in self.weights if not self.kin[t].isdisjoint(terms)]
-        total = sum(self.weights.values()) or 1.0
-        return sum(self.weights[t] for t in matched) / total, not self.specific.isdisjoint(matched)
+        return self._share(matched, self.weights), not self.specific.isdisjoint(matched)
 
     def predicate_coverage(self, terms: frozenset[str]) -> float:
         """The share of the predicate's IDF weight a sentence's stems cover (1.0: the question has
         none, only names)."""
         if not self.predicate:
             return 1.0
-        matched = [t for t in self.predicate if not self.kin[t].isdisjoint(terms)]
-        return sum(self.weights[t] for t in matched) / sum(self.weights[t] for t in self.predicate)
+        return self._share([t for t in self.predicate if not self.kin[t].isdisjoint(terms)], self.predicate)
+
+    def _share(self, matched: list[str], among: Iterable[str]) -> float:
+        return sum(self.weights[t] for t in matched) / (sum(self.weights[t] for t in among) or 1.0)
