@@ -9,7 +9,10 @@ by title, are split in two halves: the 24 at odd positions (1, 3, 5, ... countin
 and train; the 24 at even positions are for reporting only. Within a half, 12 articles are
 indexed (one document per paragraph) and 12 held out: a question from an indexed article has a
 gold span to find; a question from a held-out article must be refused. Each half is used both
-ways round (split A, split B), so every article is once indexed and once held out.
+ways round (split A, split B), so every article is once indexed and once held out. Near misses
+too: one paragraph in ten of the indexed articles is left out of the index, and its questions
+(those whose answer no indexed paragraph of the article holds) must be refused, though their
+article's names and topic are all there.
 
 Training: every sentence the answerer considers for a question is a row (label: it holds a gold
 span); a logistic model over its features picks the sentence. A second logistic model, over the
@@ -26,6 +29,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,14 +43,16 @@ from .quality import DEFAULT_CACHE
 from .systems import Footnote, workspace
 
 SQUAD = BENCH_DIR / "squad-v1.1" / "dev-v1.1.json.zip"
-QUESTIONS_PER_SIDE = 400  # answerable and unanswerable questions sampled per split
+QUESTIONS_PER_SIDE = 400  # answerable and unanswerable questions sampled per split (and half as many near misses)
+NEAR_MISS_SHARE = 0.1  # of an indexed article's paragraphs, left out for near misses
 TOP_K = 5
 
 
 @dataclass(frozen=True)
 class Question:
     text: str
-    answers: tuple[str, ...]  # empty: its article is not indexed, so it must be refused
+    answers: tuple[str, ...]  # empty: its paragraph is not indexed, so it must be refused
+    near: bool = False  # its article is indexed, all but its paragraph: a near miss
 
 
 @dataclass(frozen=True)
@@ -66,12 +72,27 @@ def splits(articles: list[dict], half: str, per_side: int) -> list[Split]:
     out = []
     for name, indexed, held in ((f"{half} A", articles[0::2], articles[1::2]),
                                 (f"{half} B", articles[1::2], articles[0::2])):
-        documents = {f"{a['title']}-{i:03d}": p["context"] for a in indexed for i, p in enumerate(a["paragraphs"])}
         rng = random.Random(f"{name}")
-        answerable = [Question(qa["question"], tuple(dict.fromkeys(x["text"] for x in qa["answers"])))
-                      for a in indexed for p in a["paragraphs"] for qa in p["qas"]]
+        documents: dict[str, str] = {}
+        answerable, near = [], []
+        for a in indexed:
+            paragraphs = a["paragraphs"]
+            left_out = set(random.Random(f"{name} {a['title']}").sample(
+                range(len(paragraphs)), max(1, round(NEAR_MISS_SHARE * len(paragraphs)))))
+            kept = [p["context"] for i, p in enumerate(paragraphs) if i not in left_out]
+            for i, p in enumerate(paragraphs):
+                if i not in left_out:
+                    documents[f"{a['title']}-{i:03d}"] = p["context"]
+                for qa in p["qas"]:
+                    answers = tuple(dict.fromkeys(x["text"] for x in qa["answers"]))
+                    if i not in left_out:
+                        answerable.append(Question(qa["question"], answers))
+                    elif not any(contains_answer(text, answers) for text in kept):  # else it is answered elsewhere
+                        near.append(Question(qa["question"], (), near=True))
         refused = [Question(qa["question"], ()) for a in held for p in a["paragraphs"] for qa in p["qas"]]
-        questions = rng.sample(answerable, min(per_side, len(answerable))) + rng.sample(refused, min(per_side, len(refused)))
+        questions = (rng.sample(answerable, min(per_side, len(answerable)))
+                     + rng.sample(refused, min(per_side, len(refused)))
+                     + rng.sample(near, min(per_side // 2, len(near))))
         out.append(Split(name, documents, questions))
     return out
 
@@ -142,24 +163,34 @@ def answer_rows(model: Logistic | Trees, observed: list[Observed]) -> tuple[np.n
     return np.array(rows), np.array(labels, float), logits
 
 
+class Outcome(NamedTuple):
+    answered: float  # of the answerable questions, answered correctly
+    refused: float  # of the questions whose article is not indexed, refused
+    near_refused: float  # of the near misses (article indexed, paragraph not), refused
+    sentences: float  # quoted per answer
+
+
+def summarise(observed: list[Observed], given: list[list[int] | None]) -> Outcome:
+    """What the answers ``given`` (per question: the candidates quoted, or None: refused) add up to."""
+    answerable = [(o, g) for o, g in zip(observed, given) if o.question.answers]
+    elsewhere = [g for o, g in zip(observed, given) if not o.question.answers and not o.question.near]
+    near = [g for o, g in zip(observed, given) if o.question.near]
+    answers = [g for g in given if g is not None]
+    return Outcome(sum(g is not None and bool(o.gold[g].any()) for o, g in answerable) / max(1, len(answerable)),
+                   sum(g is None for g in elsewhere) / max(1, len(elsewhere)),
+                   sum(g is None for g in near) / max(1, len(near)),
+                   sum(len(g) for g in answers) / max(1, len(answers)))
+
+
 def outcome(observed: list[Observed], logits: list[np.ndarray], confidence: np.ndarray, threshold: float,
-            runner_up: float, max_sentences: int = 2) -> tuple[float, float, float]:
-    """(answered correctly, refused correctly, mean sentences quoted), as the answerer decides."""
-    right = refused = sentences = 0
-    answerable = sum(bool(o.question.answers) for o in observed)
+            runner_up: float, max_sentences: int = 2) -> Outcome:
+    """How the learned decision does, as the answerer decides."""
+    given: list[list[int] | None] = []
     for o, z, p in zip(observed, logits, confidence):
-        if not len(z):
-            refused += not o.question.answers
-            continue
         order = np.argsort(-z, kind="stable")
-        chosen = list(order[: quoted(z[order], runner_up, max_sentences)])
-        if p >= threshold and not partial(o.features[chosen]):
-            right += bool(o.question.answers) and bool(o.gold[chosen].any())
-            sentences += len(chosen)
-        else:
-            refused += not o.question.answers
-    answered = max(1, sum(1 for o, p in zip(observed, confidence) if p >= threshold))
-    return right / max(1, answerable), refused / max(1, len(observed) - answerable), sentences / answered
+        chosen = [int(i) for i in order[: quoted(z[order], runner_up, max_sentences)]]
+        given.append(chosen if len(z) and p >= threshold and not partial(o.features[chosen]) else None)
+    return summarise(observed, given)
 
 
 def fit_trees(rows: np.ndarray, gold: np.ndarray) -> Trees:
@@ -193,21 +224,13 @@ def rules_answers(observed: list[Observed], max_sentences: int = 2) -> list[tupl
     return out
 
 
-def rules_outcome(observed: list[Observed]) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """(answered correctly, refused correctly) of the rules, and the rows and labels (right or not)
-    of the answers they give."""
-    right = refused = 0
-    rows, labels = [], []
-    for o, (chosen, row) in zip(observed, rules_answers(observed)):
-        if row is None:
-            refused += not o.question.answers
-            continue
-        ok = bool(o.question.answers) and bool(o.gold[chosen].any())
-        right += ok
-        rows.append(row)
-        labels.append(float(ok))
-    answerable = sum(bool(o.question.answers) for o in observed)
-    return (right / max(1, answerable), refused / max(1, len(observed) - answerable),
+def rules_outcome(observed: list[Observed]) -> tuple[Outcome, np.ndarray, np.ndarray]:
+    """How the rules do, and the rows and labels (right or not) of the answers they give."""
+    given = rules_answers(observed)
+    rows = [row for _, row in given if row is not None]
+    labels = [float(bool(o.question.answers) and bool(o.gold[chosen].any()))
+              for o, (chosen, row) in zip(observed, given) if row is not None]
+    return (summarise(observed, [chosen if row is not None else None for chosen, row in given]),
             np.array(rows).reshape(-1, len(ANSWER_FEATURES)), np.array(labels))
 
 
@@ -220,13 +243,13 @@ def train(observed: list[Observed], kind: str) -> DecisionModel:
     confidence = sigmoid(answer.logit(x))
     # The runner-up rule: a second sentence must pay for itself (each costs 2 points of accuracy).
     runner_up = max((0.5, 0.6, 0.7, 0.8, 0.9, 1.01), key=lambda r: (
-        outcome(observed, logits, confidence, 0.0, r)[0] - 0.02 * outcome(observed, logits, confidence, 0.0, r)[2]))
+        outcome(observed, logits, confidence, 0.0, r).answered - 0.02 * outcome(observed, logits, confidence, 0.0, r).sentences))
     # The threshold: the best balance of answering what can be answered and refusing the rest,
     # each measured against its target (0.80 answered correctly, 0.92 refused correctly).
     threshold = max(np.linspace(0.05, 0.95, 91), key=lambda t: min(
-        outcome(observed, logits, confidence, t, runner_up)[0] / 0.80,
-        outcome(observed, logits, confidence, t, runner_up)[1] / 0.92))
-    _, _, rows, labels = rules_outcome(observed)
+        outcome(observed, logits, confidence, t, runner_up).answered / 0.80,
+        outcome(observed, logits, confidence, t, runner_up).refused / 0.92))
+    _, rows, labels = rules_outcome(observed)
     return DecisionModel(candidate, answer, float(threshold), runner_up, Logistic.fit(ANSWER_FEATURES, rows, labels))
 
 
@@ -241,8 +264,8 @@ def cross_check(observed: dict[str, list[Observed]]) -> str:
             model = train(observed[a], kind)
             x, y, logits = answer_rows(model.candidate, observed[b])
             confidence = sigmoid(model.answer.logit(x))
-            answered, refused, _ = outcome(observed[b], logits, confidence, model.threshold, model.runner_up)
-            results.append((answered, refused, calibration(confidence, y)[0]))
+            got = outcome(observed[b], logits, confidence, model.threshold, model.runner_up)
+            results.append((got.answered, got.refused, calibration(confidence, y)[0]))
         mean = np.mean(results, axis=0)
         scores[kind] = mean[0] + mean[1] - mean[2]
         print(f"  cross-check {kind}: answered correctly {mean[0]:.3f}, refused correctly {mean[1]:.3f}, "
@@ -255,26 +278,31 @@ def report(model: DecisionModel, observed_by_split: dict[str, list[Observed]]) -
     for name, observed in observed_by_split.items():
         x, y, logits = answer_rows(model.candidate, observed)
         confidence = sigmoid(model.answer.logit(x))
-        answered, refused, sentences = outcome(observed, logits, confidence, model.threshold, model.runner_up)
+        got = outcome(observed, logits, confidence, model.threshold, model.runner_up)
         ece, table = calibration(confidence, y)
         answerable = [o for o in observed if o.question.answers]
         reachable = sum(bool(o.gold.any()) for o in answerable) / max(1, len(answerable))
         order = np.argsort(-confidence)
         curve = [(c, float(y[order[: max(1, round(c * len(y)))]].mean())) for c in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6,
                                                                                       0.7, 0.8, 0.9, 1.0)]
-        rules = rules_outcome(observed)
-        rules_ece, rules_table = calibration(sigmoid(model.rules_answer.logit(rules[2])), rules[3])
-        print(f"  {name}, rules: answered correctly {rules[0]:.3f}, refused correctly {rules[1]:.3f}, "
-              f"ECE of their answers' confidence {rules_ece:.3f}")
-        out[name] = {"rules": {"answered_correctly": round(rules[0], 3), "refused_correctly": round(rules[1], 3),
+        rules, rows, labels = rules_outcome(observed)
+        rules_ece, rules_table = calibration(sigmoid(model.rules_answer.logit(rows)), labels)
+        print(f"  {name}, rules: answered correctly {rules.answered:.3f}, refused correctly {rules.refused:.3f}, "
+              f"near misses refused {rules.near_refused:.3f}, ECE of their answers' confidence {rules_ece:.3f}")
+        out[name] = {"rules": {"answered_correctly": round(rules.answered, 3),
+                               "refused_correctly": round(rules.refused, 3),
+                               "near_misses_refused": round(rules.near_refused, 3),
                                "ece": round(rules_ece, 3), "reliability": [b.model_dump() for b in rules_table]},
-                     "answered_correctly": round(answered, 3), "refused_correctly": round(refused, 3),
-                     "sentences_per_answer": round(sentences, 2), "ece": round(ece, 3),
+                     "answered_correctly": round(got.answered, 3), "refused_correctly": round(got.refused, 3),
+                     "near_misses_refused": round(got.near_refused, 3),
+                     "sentences_per_answer": round(got.sentences, 2), "ece": round(ece, 3),
                      "reliability": [b.model_dump() for b in table],
                      "risk_coverage": [(c, round(a, 3)) for c, a in curve], "questions": len(observed),
+                     "near_misses": sum(o.question.near for o in observed),
                      "gold_among_candidates": round(reachable, 3)}
-        print(f"  {name}: answered correctly {answered:.3f}, refused correctly {refused:.3f}, ECE {ece:.3f}, "
-              f"{sentences:.2f} sentences per answer; a gold span among the candidates: {reachable:.3f}")
+        print(f"  {name}: answered correctly {got.answered:.3f}, refused correctly {got.refused:.3f}, near misses "
+              f"refused {got.near_refused:.3f}, ECE {ece:.3f}, {got.sentences:.2f} sentences per answer; a gold "
+              f"span among the candidates: {reachable:.3f}")
     return out
 
 

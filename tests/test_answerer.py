@@ -139,3 +139,23 @@ def test_a_sentence_using_an_acronym_holds_the_name_it_stands_for(engine: Engine
     ranked = engine.asker.answerer.candidates(question, found)
     prc = next(c for c in ranked if c.text.startswith("“The PRC has become"))
     assert prc.feature("names_sentence") == 1.0  # "PRC" is "People's Republic of China" here
+
+
+@pytest.mark.parametrize("question", [
+    "What sanctions did NATO impose on North Korea?",  # its names and topic are there; no sanctions imposed
+    "Which resolution did China veto in the Security Council?",
+])
+def test_a_near_miss_sharing_the_names_but_not_what_is_asked_is_refused(engine: Engine, question: str) -> None:
+    found = engine.asker.retrieve(question, 5, None)
+    best = engine.asker.answerer.candidates(question, found)[0]
+    assert best.feature("names_near") == 1.0  # what the question names is all there
+    assert not engine.ask(question).answerable
+
+
+@pytest.mark.parametrize(("question", "quoted"), [
+    ("What did the alliance ask Beijing to stop?", "cease"),  # "stop" said as "cease"
+    ("What is the full name of the DPRK?", "Democratic People"),  # "name" frames the answer, needs no echo
+])
+def test_what_is_asked_may_be_said_in_other_words(engine: Engine, question: str, quoted: str) -> None:
+    answer = engine.ask(question)
+    assert answer.answerable and quoted in answer.answer

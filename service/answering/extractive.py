@@ -23,7 +23,7 @@ import numpy as np
 from .. import aliases
 from ..models import Answer, Citation
 from ..retrieval import Memo, Retrieval, SearchIndex
-from ..text import MONTH_FORMS, Analyzer, canonical, related
+from ..text import MONTH_FORMS, STOPWORDS, Analyzer, canonical, related
 from .decision import CANDIDATE_FEATURES, DecisionModel, sigmoid
 from .support import Vocabulary, support
 
@@ -47,6 +47,12 @@ _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
 # pairs (0.72-0.83 with leads of 0.15 and more) against neighbouring countries (0.68-0.75).
 STAND_IN = 0.7
 STAND_IN_LEAD = 0.1
+# A word of the question's predicate is said in other words by a sentence's word this near in
+# meaning: synonyms in context run 0.59-0.75 (stop ~ cease, drones ~ unmanned, soldiers ~ military),
+# words of near-miss questions against their sentences 0.52 and under (impose ~ condemned).
+PREDICATE_NEAR = 0.55
+# A sentence's own words (lowercase: not names), for matching a question's predicate by meaning.
+_LOWER_WORD = re.compile(r"\b[a-z][a-z-]{2,}\b")
 # Names of a document's retrieved sentences compared with a question's missing name, at most.
 MAX_PHRASES = 24
 # A capitalised phrase of a sentence ("North Korea", "Pyongyang"), for matching names by meaning.
@@ -175,6 +181,7 @@ class ExtractiveAnswerer:
         for row, cos, (lexical, specific) in zip(rows, dense.tolist(), coverage):
             x, (rank, score, text, passage, neighbour, _, terms) = sentences[row], found[row]
             words = {canonical(w) for w in self.analyzer.words(text)}
+            predicate = vocabulary.predicate_coverage(terms)
             novel_names = {m.lower() for m in _CAPITALISED.findall(text)} - asked
             features = np.array([
                 cos, lexical, 1.0 / rank, float(expected is not None),
@@ -183,19 +190,23 @@ class ExtractiveAnswerer:
                                            or not terms.isdisjoint(name_terms[n]) for n in names]),
                 in_doc[x.source], best_dense - cos, best_lexical - lexical, math.log(len(text) + 1),
                 score, passage, neighbour, float(wants_name and bool(novel_names)),
-                len(words - asked) / max(1, len(words)), question_terms, vocabulary.predicate_coverage(terms),
+                len(words - asked) / max(1, len(words)), question_terms, predicate, predicate,
             ])
             out.append(Candidate(x.source, x.start, x.end, text, rank, features))
         table = np.stack([c.features for c in out])
-        # Names matched by meaning cost an embedding call: made only for documents lacking one of the
-        # question's names, and under the rules only for those whose sentences could answer.
-        could = (np.ones(len(out), bool) if self.learned
-                 else rules_scores(table) >= self.threshold)
+        # Names and words matched by meaning cost embedding calls: made only for documents lacking one
+        # of the question's names (under the rules only for those whose sentences could answer), and
+        # for sentences over the rules' threshold that hold none of the question's predicate.
+        over = rules_scores(table) >= (RULES_THRESHOLD if self.learned else self.threshold)
+        could = np.ones(len(out), bool) if self.learned else over
         near = self._names_near(index, names, forms, {c.source for c, ok in zip(out, could) if ok},
                                 [(c.source, c.text) for c in out])
         for c, row in zip(out, table):
             if c.source in near or row[_F["names_doc"]] == 1.0:
                 row[_F["names_near"]] = near.get(c.source, 1.0)
+        unsaid = [int(i) for i in np.flatnonzero(over) if table[i, _F["predicate"]] == 0.0]
+        for i, share in zip(unsaid, self._predicate_near(question, vocabulary, [out[i].text for i in unsaid])):
+            table[i, _F["predicate_near"]] = share
         logits = self.model.candidate.logit(table)
         ranked = [Candidate(c.source, c.start, c.end, c.text, c.passage_rank, row, float(z))
                   for c, row, z in zip(out, table, logits)]
@@ -233,6 +244,23 @@ class ExtractiveAnswerer:
             stood_in = sum(self._stand_in([(float(of[n] @ of[p]), p) for p in phrases[source]], words)
                            for n in absent)
             out[source] = (len(names) - len(absent) + stood_in) / len(names)
+        return out
+
+    def _predicate_near(self, question: str, vocabulary: Vocabulary, texts: list[str]) -> list[float]:
+        """Per sentence, the share of the question's predicate it says in other words: a word of the
+        predicate counts when one of the sentence's own words (lowercase: not a name) is at least
+        PREDICATE_NEAR near it in meaning ("soldiers" ~ "troops", "stop" ~ "cease")."""
+        asked = {w: stems[0] for w in dict.fromkeys(self.analyzer.words(question))
+                 if (stems := self.analyzer.terms(w)) and stems[0] in vocabulary.predicate - vocabulary.frame}
+        own = [[w for w in dict.fromkeys(_LOWER_WORD.findall(t)) if w not in STOPWORDS] for t in texts]
+        if not asked:
+            return [vocabulary.predicate_share(()) for _ in texts]
+        of = self._vectors_of(list(asked) + sorted({w for ws in own for w in ws}))
+        question_words = np.stack([of[w] for w in asked])
+        out = []
+        for words in own:
+            near = (question_words @ np.stack([of[w] for w in words]).T).max(axis=1) if words else np.zeros(len(asked))
+            out.append(vocabulary.predicate_share([t for t, cos in zip(asked.values(), near) if cos >= PREDICATE_NEAR]))
         return out
 
     @staticmethod
@@ -338,7 +366,9 @@ def rules_choice(features: np.ndarray, threshold: float, max_sentences: int,
                  tiebreak: np.ndarray | None = None) -> tuple[list[int], np.ndarray]:
     """The rows the rules quote, best first (empty: none may answer), and every row's score. A
     runner-up within RULES_MARGIN of the best is quoted too; equal scores go by ``tiebreak``
-    (default: row order)."""
+    (default: row order). When the best says nothing of what the question asks about its names
+    (its predicate, in any words), the question is refused rather than answered by the next best:
+    that a sentence further down holds the word is no sign it answers."""
     scores = rules_scores(features)
     allowed = rules_allow(features, scores, threshold)
     secondary = np.arange(len(scores)) if tiebreak is None else tiebreak
@@ -346,7 +376,8 @@ def rules_choice(features: np.ndarray, threshold: float, max_sentences: int,
     if not order:
         return [], scores
     best = order[0]
-    return [best] + [i for i in order[1:max_sentences] if scores[i] >= scores[best] - RULES_MARGIN], scores
+    chosen = [best] + [i for i in order[1:max_sentences] if scores[i] >= scores[best] - RULES_MARGIN]
+    return (chosen if features[best, _F["predicate_near"]] > 0 else []), scores
 
 
 def rules_row(features: np.ndarray, scores: np.ndarray, best: int, top_score: float) -> np.ndarray:
