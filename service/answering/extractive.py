@@ -8,7 +8,9 @@ what the question names (a name it spells differently, or only by another name, 
 meaning). A model trained on public data (``decision.py``) picks the sentence and says how
 likely the answer is right: that is the answer's ``confidence``, and below the threshold the
 question is refused. A question asking for a quantity or a date is also refused when the chosen
-sentence holds none: the documents answer it only in part.
+sentence holds none: the documents answer it only in part. Under the rules, so is one whose best
+sentence says nothing of what the question asks about its names (a near miss: the names and the
+topic are there, the event is not).
 """
 
 from __future__ import annotations
@@ -181,7 +183,8 @@ class ExtractiveAnswerer:
         for row, cos, (lexical, specific) in zip(rows, dense.tolist(), coverage):
             x, (rank, score, text, passage, neighbour, _, terms) = sentences[row], found[row]
             words = {canonical(w) for w in self.analyzer.words(text)}
-            predicate = vocabulary.predicate_coverage(terms)
+            # Its own words only: an acronym's long form ("NATO": treaty) names, it does not predicate.
+            predicate = vocabulary.predicate_coverage(index.sentence_terms(text))
             novel_names = {m.lower() for m in _CAPITALISED.findall(text)} - asked
             features = np.array([
                 cos, lexical, 1.0 / rank, float(expected is not None),
