@@ -39,7 +39,7 @@ CANDIDATE_FEATURES = (
     "question_terms",  # log of the question's distinct terms
     "predicate",  # share of the question's specific stems other than names the sentence covers
     "predicate_near",  # predicate, where a sentence covering none counts the words it says in other words
-    # ("soldiers" ~ "troops"; worked out only for sentences over the rules' threshold, elsewhere it is predicate)
+    # ("soldiers" ~ "troops"; worked out only for the sentence the rules would quote first, elsewhere it is predicate)
 )
 # What the chosen answer is described by, for its confidence ("best": the candidate model's logit
 # of the chosen sentence, or under the rules their score; "margin": over the runner-up's).

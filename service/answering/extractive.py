@@ -199,17 +199,17 @@ class ExtractiveAnswerer:
         table = np.stack([c.features for c in out])
         # Names and words matched by meaning cost embedding calls: made only for documents lacking one
         # of the question's names (under the rules only for those whose sentences could answer), and
-        # for sentences over the rules' threshold that hold none of the question's predicate.
-        over = rules_scores(table) >= (RULES_THRESHOLD if self.learned else self.threshold)
-        could = np.ones(len(out), bool) if self.learned else over
+        # for the sentence the rules would quote first when it holds none of the question's predicate.
+        threshold = RULES_THRESHOLD if self.learned else self.threshold
+        could = np.ones(len(out), bool) if self.learned else rules_scores(table) >= threshold
         near = self._names_near(index, names, forms, {c.source for c, ok in zip(out, could) if ok},
                                 [(c.source, c.text) for c in out])
         for c, row in zip(out, table):
             if c.source in near or row[_F["names_doc"]] == 1.0:
                 row[_F["names_near"]] = near.get(c.source, 1.0)
-        unsaid = [int(i) for i in np.flatnonzero(over) if table[i, _F["predicate"]] == 0.0]
-        for i, share in zip(unsaid, self._predicate_near(question, vocabulary, [out[i].text for i in unsaid])):
-            table[i, _F["predicate_near"]] = share
+        first = rules_order(table, rules_scores(table), threshold, _tiebreak(out))[:1]
+        if first and table[first[0], _F["predicate"]] == 0.0:
+            table[first[0], _F["predicate_near"]] = self._predicate_near(question, vocabulary, out[first[0]].text)
         logits = self.model.candidate.logit(table)
         ranked = [Candidate(c.source, c.start, c.end, c.text, c.passage_rank, row, float(z))
                   for c, row, z in zip(out, table, logits)]
@@ -249,22 +249,18 @@ class ExtractiveAnswerer:
             out[source] = (len(names) - len(absent) + stood_in) / len(names)
         return out
 
-    def _predicate_near(self, question: str, vocabulary: Vocabulary, texts: list[str]) -> list[float]:
-        """Per sentence, the share of the question's predicate it says in other words: a word of the
+    def _predicate_near(self, question: str, vocabulary: Vocabulary, text: str) -> float:
+        """The share of the question's predicate a sentence says in other words: a word of the
         predicate counts when one of the sentence's own words (lowercase: not a name) is at least
         PREDICATE_NEAR near it in meaning ("soldiers" ~ "troops", "stop" ~ "cease")."""
         asked = {w: stems[0] for w in dict.fromkeys(self.analyzer.words(question))
                  if (stems := self.analyzer.terms(w)) and stems[0] in vocabulary.predicate - vocabulary.frame}
-        own = [[w for w in dict.fromkeys(_LOWER_WORD.findall(t)) if w not in STOPWORDS] for t in texts]
-        if not asked:
-            return [vocabulary.predicate_share(()) for _ in texts]
-        of = self._vectors_of(list(asked) + sorted({w for ws in own for w in ws}))
-        question_words = np.stack([of[w] for w in asked])
-        out = []
-        for words in own:
-            near = (question_words @ np.stack([of[w] for w in words]).T).max(axis=1) if words else np.zeros(len(asked))
-            out.append(vocabulary.predicate_share([t for t, cos in zip(asked.values(), near) if cos >= PREDICATE_NEAR]))
-        return out
+        own = [w for w in dict.fromkeys(_LOWER_WORD.findall(text)) if w not in STOPWORDS]
+        if not asked or not own:
+            return vocabulary.predicate_share(())
+        of = self._vectors_of(list(asked) + own)
+        near = (np.stack([of[w] for w in asked]) @ np.stack([of[w] for w in own]).T).max(axis=1)
+        return vocabulary.predicate_share([t for t, cos in zip(asked.values(), near) if cos >= PREDICATE_NEAR])
 
     @staticmethod
     def _stand_in(scored: list[tuple[float, str]], words: dict[str, set[str]]) -> bool:
@@ -314,8 +310,7 @@ class ExtractiveAnswerer:
 
         features = np.stack([c.features for c in ranked])
         # Among equal scores, the first passages first, then document order.
-        tiebreak = sorted(range(len(ranked)), key=lambda i: (ranked[i].passage_rank, ranked[i].source, ranked[i].start))
-        picked, scores = rules_choice(features, self.threshold, self.max_sentences, np.argsort(tiebreak))
+        picked, scores = rules_choice(features, self.threshold, self.max_sentences, _tiebreak(ranked))
         if not picked:
             return Decision([], None, False)
         chosen = [ranked[i] for i in picked]
@@ -373,14 +368,27 @@ def rules_choice(features: np.ndarray, threshold: float, max_sentences: int,
     (its predicate, in any words), the question is refused rather than answered by the next best:
     that a sentence further down holds the word is no sign it answers."""
     scores = rules_scores(features)
-    allowed = rules_allow(features, scores, threshold)
-    secondary = np.arange(len(scores)) if tiebreak is None else tiebreak
-    order = [int(i) for i in np.lexsort((secondary, -scores)) if allowed[i]]
+    order = rules_order(features, scores, threshold, tiebreak)
     if not order:
         return [], scores
     best = order[0]
     chosen = [best] + [i for i in order[1:max_sentences] if scores[i] >= scores[best] - RULES_MARGIN]
     return (chosen if features[best, _F["predicate_near"]] > 0 else []), scores
+
+
+def rules_order(features: np.ndarray, scores: np.ndarray, threshold: float,
+                tiebreak: np.ndarray | None = None) -> list[int]:
+    """The rows the rules let answer, best first; equal scores go by ``tiebreak`` (default: row order)."""
+    allowed = rules_allow(features, scores, threshold)
+    secondary = np.arange(len(scores)) if tiebreak is None else tiebreak
+    return [int(i) for i in np.lexsort((secondary, -scores)) if allowed[i]]
+
+
+def _tiebreak(candidates: list[Candidate]) -> np.ndarray:
+    """Each candidate's place among equal scores: the first passages first, then document order."""
+    order = sorted(range(len(candidates)), key=lambda i: (candidates[i].passage_rank, candidates[i].source,
+                                                          candidates[i].start))
+    return np.argsort(order)
 
 
 def rules_row(features: np.ndarray, scores: np.ndarray, best: int, top_score: float) -> np.ndarray:
