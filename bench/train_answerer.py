@@ -241,14 +241,17 @@ def train(observed: list[Observed], kind: str) -> DecisionModel:
     x, y, logits = answer_rows(candidate, observed)
     answer = Logistic.fit(ANSWER_FEATURES, x, y, l2=1.0)
     confidence = sigmoid(answer.logit(x))
-    # The runner-up rule: a second sentence must pay for itself (each costs 2 points of accuracy).
-    runner_up = max((0.5, 0.6, 0.7, 0.8, 0.9, 1.01), key=lambda r: (
-        outcome(observed, logits, confidence, 0.0, r).answered - 0.02 * outcome(observed, logits, confidence, 0.0, r).sentences))
-    # The threshold: the best balance of answering what can be answered and refusing the rest,
-    # each measured against its target (0.80 answered correctly, 0.92 refused correctly).
-    threshold = max(np.linspace(0.05, 0.95, 91), key=lambda t: min(
-        outcome(observed, logits, confidence, t, runner_up).answered / 0.80,
-        outcome(observed, logits, confidence, t, runner_up).refused / 0.92))
+
+    def paid(r: float) -> float:  # a second sentence must pay for itself (each costs 2 points of accuracy)
+        got = outcome(observed, logits, confidence, 0.0, r)
+        return got.answered - 0.02 * got.sentences
+
+    def balance(t: float) -> float:  # answering what can be answered and refusing the rest, against their targets
+        got = outcome(observed, logits, confidence, t, runner_up)
+        return min(got.answered / 0.80, got.refused / 0.92)
+
+    runner_up = max((0.5, 0.6, 0.7, 0.8, 0.9, 1.01), key=paid)
+    threshold = max(np.linspace(0.05, 0.95, 91), key=balance)
     _, rows, labels = rules_outcome(observed)
     return DecisionModel(candidate, answer, float(threshold), runner_up, Logistic.fit(ANSWER_FEATURES, rows, labels))
 

@@ -309,7 +309,6 @@ class ExtractiveAnswerer:
         runner-up nearly as good is quoted too."""
 
         features = np.stack([c.features for c in ranked])
-        # Among equal scores, the first passages first, then document order.
         picked, scores = rules_choice(features, self.threshold, self.max_sentences, _tiebreak(ranked))
         if not picked:
             return Decision([], None, False)

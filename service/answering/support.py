@@ -73,7 +73,8 @@ class Vocabulary:
         predicate)."""
         if not self.predicate:
             return 1.0
-        return self._share([t for t in self.predicate if t in set(matched) | self.frame], self.predicate)
+        said = set(matched) | self.frame
+        return self._share([t for t in self.predicate if t in said], self.predicate)
 
     def _share(self, matched: list[str], among: Iterable[str]) -> float:
         return sum(self.weights[t] for t in matched) / (sum(self.weights[t] for t in among) or 1.0)
