@@ -150,19 +150,20 @@ class ExtractiveAnswerer:
         forms = self._forms(index, {h.chunk.source for h in hits})
         other = _OtherForms.of(forms, self.analyzer)
         # sentence id -> (passage rank, passage score, text, passage coverage, neighbour coverage, its own
-        # coverage, its stems with the other forms of the names it uses)
-        found: dict[int, tuple[int, float, str, float, float, tuple[float, bool], frozenset[str]]] = {}
+        # coverage, its stems with the other forms of the names it uses, its own stems)
+        found: dict[int, tuple[int, float, str, float, float, tuple[float, bool], frozenset[str], frozenset[str]]] = {}
         sentences = {}
         for rank, (hit, score) in enumerate(zip(hits, scores), start=1):
             inside = held.get(hit.row, [])
             texts = [hit.chunk.span(x.start, x.end) for x in inside]
-            stems = [other.add(index.sentence_terms(t)) for t in texts]
+            own = [index.sentence_terms(t) for t in texts]
+            stems = [other.add(t) for t in own]
             covered = [vocabulary.coverage(t) for t in stems]
             passage = vocabulary.coverage(other.add(index.sentence_terms(hit.chunk.text)))[0]
             for i, x in enumerate(inside):
                 if x.id not in found:
                     neighbour = max((c[0] for c in covered[max(0, i - 1) : i] + covered[i + 1 : i + 2]), default=0.0)
-                    found[x.id] = (rank, score, texts[i], passage, neighbour, covered[i], stems[i])
+                    found[x.id] = (rank, score, texts[i], passage, neighbour, covered[i], stems[i], own[i])
                     sentences[x.id] = x
         if not found:
             return []
@@ -181,10 +182,10 @@ class ExtractiveAnswerer:
         in_doc = {source: _share([index.refers(source, n, forms) for n in names])
                   for source in {x.source for x in sentences.values()}}
         for row, cos, (lexical, specific) in zip(rows, dense.tolist(), coverage):
-            x, (rank, score, text, passage, neighbour, _, terms) = sentences[row], found[row]
+            x, (rank, score, text, passage, neighbour, _, terms, own_terms) = sentences[row], found[row]
             words = {canonical(w) for w in self.analyzer.words(text)}
             # Its own words only: an acronym's long form ("NATO": treaty) names, it does not predicate.
-            predicate = vocabulary.predicate_coverage(index.sentence_terms(text))
+            predicate = vocabulary.predicate_coverage(own_terms)
             novel_names = {m.lower() for m in _CAPITALISED.findall(text)} - asked
             features = np.array([
                 cos, lexical, 1.0 / rank, float(expected is not None),
@@ -201,13 +202,14 @@ class ExtractiveAnswerer:
         # of the question's names (under the rules only for those whose sentences could answer), and
         # for the sentence the rules would quote first when it holds none of the question's predicate.
         threshold = RULES_THRESHOLD if self.learned else self.threshold
-        could = np.ones(len(out), bool) if self.learned else rules_scores(table) >= threshold
+        supported = rules_scores(table)  # names_near, set below, is not part of them
+        could = np.ones(len(out), bool) if self.learned else supported >= threshold
         near = self._names_near(index, names, forms, {c.source for c, ok in zip(out, could) if ok},
                                 [(c.source, c.text) for c in out])
         for c, row in zip(out, table):
             if c.source in near or row[_F["names_doc"]] == 1.0:
                 row[_F["names_near"]] = near.get(c.source, 1.0)
-        first = rules_order(table, rules_scores(table), threshold, _tiebreak(out))[:1]
+        first = rules_order(table, supported, threshold, _tiebreak(out))[:1]
         if first and table[first[0], _F["predicate"]] == 0.0:
             table[first[0], _F["predicate_near"]] = self._predicate_near(question, vocabulary, out[first[0]].text)
         logits = self.model.candidate.logit(table)
