@@ -135,7 +135,10 @@ def test_a_lone_surrogate_in_any_string_of_any_request_is_a_4xx(api_schema) -> N
     for operation in (result.ok() for result in api_schema.get_all_operations()):
 
         @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
-        @settings(max_examples=10, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        # Derandomized: with 10 random examples an operation with one optional string (GET /feedback)
+        # now and then got none, and the coverage assertion below failed by chance.
+        @settings(max_examples=10, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
         def run(case) -> None:  # noqa: ANN001
             path, query = case.formatted_path, case.query or {}
             # (path, query string, body) with one string made a lone surrogate: in a body as JSON
