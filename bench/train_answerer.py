@@ -46,6 +46,7 @@ SQUAD = BENCH_DIR / "squad-v1.1" / "dev-v1.1.json.zip"
 QUESTIONS_PER_SIDE = 400  # answerable and unanswerable questions sampled per split (and half as many near misses)
 NEAR_MISS_SHARE = 0.1  # of an indexed article's paragraphs, left out for near misses
 TOP_K = 5
+RULES_L2_GRID = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,20 @@ def rules_outcome(observed: list[Observed]) -> tuple[Outcome, np.ndarray, np.nda
             np.array(rows).reshape(-1, len(ANSWER_FEATURES)), np.array(labels))
 
 
-def train(observed: list[Observed], kind: str) -> DecisionModel:
+def rules_l2(observed: dict[str, list[Observed]]) -> float:
+    """The regularisation of the rules' confidence model: the one whose confidence, fitted on one
+    tuning split's answers, is best calibrated on the other's (both ways round)."""
+    answers = {name: rules_outcome(split)[1:] for name, split in observed.items()}
+
+    def error(l2: float) -> float:
+        a, b = answers.values()
+        return float(np.mean([calibration(sigmoid(Logistic.fit(ANSWER_FEATURES, *fit, l2=l2).logit(test[0])), test[1])[0]
+                              for fit, test in ((a, b), (b, a))]))
+
+    return min(RULES_L2_GRID, key=error)
+
+
+def train(observed: list[Observed], kind: str, l2_rules: float = 1.0) -> DecisionModel:
     rows = np.concatenate([o.features for o in observed if len(o.features)])
     gold = np.concatenate([o.gold for o in observed if len(o.features)]).astype(float)
     candidate = fit_trees(rows, gold) if kind == "trees" else Logistic.fit(CANDIDATE_FEATURES, rows, gold, l2=1.0)
@@ -253,7 +267,8 @@ def train(observed: list[Observed], kind: str) -> DecisionModel:
     runner_up = max((0.5, 0.6, 0.7, 0.8, 0.9, 1.01), key=paid)
     threshold = max(np.linspace(0.05, 0.95, 91), key=balance)
     _, rows, labels = rules_outcome(observed)
-    return DecisionModel(candidate, answer, float(threshold), runner_up, Logistic.fit(ANSWER_FEATURES, rows, labels))
+    return DecisionModel(candidate, answer, float(threshold), runner_up,
+                         Logistic.fit(ANSWER_FEATURES, rows, labels, l2=l2_rules))
 
 
 def cross_check(observed: dict[str, list[Observed]]) -> str:
@@ -331,13 +346,16 @@ def main() -> None:
         print("tuning half (odd positions): observing")
         observed = {s.name: observe(s, args.cache, args.reuse) for s in splits(tuning, "tuning", args.per_side)}
         kind = args.model or cross_check(observed)
-        model = train([o for split in observed.values() for o in split], kind)
+        l2 = rules_l2(observed)
+        print(f"  the rules' confidence: L2 {l2:g}, chosen across the tuning splits")
+        model = train([o for split in observed.values() for o in split], kind, l2)
         model = DecisionModel(model.candidate, model.answer, model.threshold, model.runner_up, model.rules_answer, about={
             "trained_on": "SQuAD v1.1 dev, the 24 articles at odd positions by title (open corpus: 12 indexed, "
                           "12 held out, both ways round)",
             "questions": sum(len(v) for v in observed.values()),
             "command": "python -m bench.train_answerer",
             "sentence_model": kind,
+            "rules_confidence_l2": l2,
         })
         model.save()
         print(f"model written: threshold {model.threshold:.2f}, runner-up {model.runner_up:.2f}")

@@ -94,6 +94,8 @@ def test_months_match_however_they_are_abbreviated(engine: Engine) -> None:
     assert Analyzer().names("What did Russia state on September 26?") == ["russia", "september", "26"]
     source = "000_ebf57527fa8dd4ca.txt"  # says "Sept. 26"
     assert engine.index.mentions(source, "september")
+    # ... and only as written: no month stands in for another, however near in meaning.
+    assert not engine.ask("What did Russia say on October 26?").answerable
 
 
 def test_eval_reports_calibration_on_the_answers_given(learned: Engine) -> None:
@@ -133,6 +135,20 @@ def test_a_name_a_document_does_not_use_is_matched_by_meaning(engine: Engine) ->
     assert not engine.ask("What did NATO say about Venezuela's elections?").answerable
 
 
+@pytest.mark.parametrize(("question", "quoted"), [
+    # The statement says "North Korea" and "DPRK", never "Pyongyang": the sentences saying "North Korea"
+    # hold what the question names, and score as if they spelt it.
+    ("What has Pyongyang supplied in the millions?", "millions of rounds of ammunition"),
+    # ... and the best of them says what was deployed but not how many: the number comes from the
+    # sentence that gives it, about the same deployment.
+    ("Roughly how many combat troops has Pyongyang deployed?", "thousands of combat troops"),
+])
+def test_a_sentence_using_the_name_that_stands_in_answers_for_it(engine: Engine, question: str, quoted: str) -> None:
+    answer = engine.ask(question)
+    assert answer.answerable and quoted in answer.answer
+    assert all(c.source == "000_ebf57527fa8dd4ca.txt" for c in answer.citations)
+
+
 def test_a_sentence_using_an_acronym_holds_the_name_it_stands_for(engine: Engine) -> None:
     question = "What has China become for Russia's war?"
     found = engine.asker.retrieve(question, 5, None)
@@ -155,6 +171,7 @@ def test_a_near_miss_sharing_the_names_but_not_what_is_asked_is_refused(engine: 
 @pytest.mark.parametrize(("question", "quoted"), [
     ("What did the alliance ask Beijing to stop?", "cease"),  # "stop" said as "cease"
     ("What is the full name of the DPRK?", "Democratic People"),  # "name" frames the answer, needs no echo
+    ("What did Moscow state on September 26?", "off the table"),  # so does "state": a report of it
 ])
 def test_what_is_asked_may_be_said_in_other_words(engine: Engine, question: str, quoted: str) -> None:
     answer = engine.ask(question)

@@ -27,7 +27,8 @@ CANDIDATE_FEATURES = (
     "names_doc",  # share of the question's names its document mentions (any spelling it defines)
     "names_sentence",  # share of them the sentence itself holds
     "names_near",  # names_doc, a missing name counting when a name the document uses stands in for it (the rules
-    # work it out only for documents with a sentence over their threshold; elsewhere it is names_doc)
+    # work it out only for documents that could answer with it; elsewhere it is names_doc). A sentence using the
+    # name that stands in counts the question's name in "lexical", "specific" and "names_sentence" too.
     "dense_gap",  # below the best cosine among the candidates
     "lexical_gap",  # below the best coverage among the candidates
     "log_chars",  # length of the sentence

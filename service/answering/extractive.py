@@ -57,13 +57,17 @@ PREDICATE_NEAR = 0.55
 _LOWER_WORD = re.compile(r"\b[a-z][a-z-]{2,}\b")
 # Names of a document's retrieved sentences compared with a question's missing name, at most.
 MAX_PHRASES = 24
+# Documents lacking a name that the rules match names for by meaning when no sentence could answer
+# without it, at most: the one whose sentence would score best with it.
+MAX_STAND_IN_DOCUMENTS = 1
 # A capitalised phrase of a sentence ("North Korea", "Pyongyang"), for matching names by meaning.
 _PHRASE = re.compile(r"\b[A-Z][\w’'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w’'-]*)*")
 
+_WEEKDAYS = frozenset("monday tuesday wednesday thursday friday saturday sunday".split())
 _MONTHS = "|".join(sorted(MONTH_FORMS, key=len, reverse=True))  # longest first: "september" before "sep"
 _DATE = re.compile(
-    rf"\b(?:(?:{_MONTHS})\.?\s+\d{{1,2}}|\d{{4}}|monday|tuesday|wednesday|thursday|friday|"
-    rf"saturday|sunday|yesterday|today|(?:last|next)\s+(?:week|month|year))\b",
+    rf"\b(?:(?:{_MONTHS})\.?\s+\d{{1,2}}|\d{{4}}|{'|'.join(sorted(_WEEKDAYS))}|"
+    rf"yesterday|today|(?:last|next)\s+(?:week|month|year))\b",
     re.I,
 )
 _QUANTITY = re.compile(
@@ -179,8 +183,9 @@ class ExtractiveAnswerer:
         question_terms = math.log(len(vocabulary.weights) + 1)
         out = []
         # Per document, not per sentence: a name a document lacks costs a scan of its words.
-        in_doc = {source: _share([index.refers(source, n, forms) for n in names])
+        absent = {source: [n for n in names if not index.refers(source, n, forms)]
                   for source in {x.source for x in sentences.values()}}
+        in_doc = {source: (len(names) - len(a)) / len(names) if names else 1.0 for source, a in absent.items()}
         for row, cos, (lexical, specific) in zip(rows, dense.tolist(), coverage):
             x, (rank, score, text, passage, neighbour, _, terms, own_terms) = sentences[row], found[row]
             words = {canonical(w) for w in self.analyzer.words(text)}
@@ -199,16 +204,38 @@ class ExtractiveAnswerer:
             out.append(Candidate(x.source, x.start, x.end, text, rank, features))
         table = np.stack([c.features for c in out])
         # Names and words matched by meaning cost embedding calls: made only for documents lacking one
-        # of the question's names (under the rules only for those whose sentences could answer), and
-        # for the sentence the rules would quote first when it holds none of the question's predicate.
+        # of the question's names (under the rules only for those with a sentence over the threshold,
+        # and, when nothing could answer otherwise, the one whose sentence would score best were the names
+        # there), and for the sentence the rules would quote first when it holds none of the question's
+        # predicate.
         threshold = RULES_THRESHOLD if self.learned else self.threshold
-        supported = rules_scores(table)  # names_near, set below, is not part of them
+        sentence_stems = [found[r][6] for r in rows]
+        supported = rules_scores(table)
         could = np.ones(len(out), bool) if self.learned else supported >= threshold
-        near = self._names_near(index, names, forms, {c.source for c, ok in zip(out, could) if ok},
-                                [(c.source, c.text) for c in out])
-        for c, row in zip(out, table):
+        if not self.learned and not rules_allow(table, supported, threshold).any():
+            replaceable = [_replaceable(absent[c.source]) for c in out]
+            whole = table.copy()  # as if each document held the names it lacks
+            whole[:, _F["lexical"]] = [vocabulary.coverage(t.union(*(name_terms[n] for n in r)))[0] if r
+                                       else f[_F["lexical"]] for r, t, f in zip(replaceable, sentence_stems, table)]
+            potential = rules_scores(whole)
+            best: dict[str, int] = {}  # per document lacking a name, its best sentence were the name there
+            for i in np.argsort(-potential, kind="stable"):
+                if potential[i] >= threshold and replaceable[i]:
+                    best.setdefault(out[i].source, int(i))
+            could[list(best.values())[:MAX_STAND_IN_DOCUMENTS]] = True
+        near, stood = self._names_near(names, {c.source: absent[c.source] for c, ok in zip(out, could) if ok},
+                                       [(c.source, c.text) for c in out])
+        for c, row, t in zip(out, table, sentence_stems):
             if c.source in near or row[_F["names_doc"]] == 1.0:
                 row[_F["names_near"]] = near.get(c.source, 1.0)
+            # A sentence using the name that stands in says the question's name ("North Korea" for Pyongyang).
+            if said := [n for n, phrase in stood.get(c.source, {}).items() if _uses(c.text, phrase, self.analyzer)]:
+                t = t.union(*(name_terms[n] for n in said))
+                row[_F["lexical"]], specific = vocabulary.coverage(t)
+                row[_F["specific"]] = float(specific)
+                row[_F["names_sentence"]] = min(1.0, row[_F["names_sentence"]] + len(said) / len(names))
+        table[:, _F["lexical_gap"]] = table[:, _F["lexical"]].max() - table[:, _F["lexical"]]
+        supported = rules_scores(table)
         first = rules_order(table, supported, threshold, _tiebreak(out))[:1]
         if first and table[first[0], _F["predicate"]] == 0.0:
             table[first[0], _F["predicate_near"]] = self._predicate_near(question, vocabulary, out[first[0]].text)
@@ -228,28 +255,29 @@ class ExtractiveAnswerer:
                 forms.setdefault(short.lower(), []).append(words)
         return forms
 
-    def _names_near(self, index: SearchIndex, names: list[str], forms: dict[str, list[list[str]]],
-                    sources: set[str], sentences: list[tuple[str, str]]) -> dict[str, float]:
-        """Per document of ``sources`` missing some of the question's names: the share it accounts
-        for, a missing name counting when a name of the document's retrieved ``sentences`` stands in
-        for it (Pyongyang ~ North Korea). Documents that mention every name are absent (1.0)."""
-        missing = {s: [n for n in names if not index.refers(s, n, forms)] for s in sources}
-        missing = {s: m for s, m in missing.items() if m}
+    def _names_near(self, names: list[str], missing: dict[str, list[str]], sentences: list[tuple[str, str]],
+                    ) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
+        """Per document of ``missing`` (source -> the question's names it lacks): the share of the
+        names it accounts for, a missing name counting when a name of the document's retrieved
+        ``sentences`` stands in for it (Pyongyang ~ North Korea); and which name stands in for which.
+        Documents that mention every name are absent (1.0)."""
+        missing = {s: m for s, m in missing.items() if _replaceable(m)}
         if not missing:
-            return {}
+            return {}, {}
+        wanted = sorted({n for m in missing.values() for n in _replaceable(m)})
         # In retrieval's order, so the cap keeps the names of the best passages.
         phrases = {s: list(dict.fromkeys(p for src, text in sentences if src == s for p in _PHRASE.findall(text)))
                    [:MAX_PHRASES] for s in missing}
-        wanted = sorted({n for m in missing.values() for n in m})
         pool = sorted({p for ps in phrases.values() for p in ps})
         of = self._vectors_of(wanted + pool)
         words = {p: {canonical(w) for w in self.analyzer.words(p)} for p in pool}
-        out = {}
+        share, stood = {}, {}
         for source, absent in missing.items():
-            stood_in = sum(self._stand_in([(float(of[n] @ of[p]), p) for p in phrases[source]], words)
-                           for n in absent)
-            out[source] = (len(names) - len(absent) + stood_in) / len(names)
-        return out
+            found = {n: p for n in _replaceable(absent)
+                     if (p := self._stand_in([(float(of[n] @ of[p]), p) for p in phrases[source]], words))}
+            share[source] = (len(names) - len(absent) + len(found)) / len(names)
+            stood[source] = found
+        return share, stood
 
     def _predicate_near(self, question: str, vocabulary: Vocabulary, text: str) -> float:
         """The share of the question's predicate a sentence says in other words: a word of the
@@ -265,16 +293,16 @@ class ExtractiveAnswerer:
         return vocabulary.predicate_share([t for t, cos in zip(asked.values(), near) if cos >= PREDICATE_NEAR])
 
     @staticmethod
-    def _stand_in(scored: list[tuple[float, str]], words: dict[str, set[str]]) -> bool:
-        """Whether one name stands in for a missing one: near in meaning, and clearly nearer than
-        any other name (a capital and its country, Tokyo ~ Japan 0.76 against 0.56; not France,
+    def _stand_in(scored: list[tuple[float, str]], words: dict[str, set[str]]) -> str | None:
+        """The name that stands in for a missing one, if any: near in meaning, and clearly nearer
+        than any other name (a capital and its country, Tokyo ~ Japan 0.76 against 0.56; not France,
         as near to Europe 0.71 as to Russia 0.68). Forms of the nearest ("North Korea's", "Russian")
         are not others."""
         if not scored:
-            return False
+            return None
         best, name = max(scored)
         rivals = [c for c, p in scored if not _same_name(words[p], words[name])]
-        return best >= STAND_IN and best - max(rivals, default=0.0) >= STAND_IN_LEAD
+        return name if best >= STAND_IN and best - max(rivals, default=0.0) >= STAND_IN_LEAD else None
 
     def _vectors_of(self, texts: list[str]) -> dict[str, np.ndarray]:
         """Names and phrases embedded once: the same documents' names recur from question to question."""
@@ -368,13 +396,19 @@ def rules_choice(features: np.ndarray, threshold: float, max_sentences: int,
     (default: row order). When the best says nothing of what the question asks about its names
     (its predicate, in any words), the question is refused rather than answered by the next best:
     that a sentence further down holds the word is no sign it answers."""
-    scores = rules_scores(features)
-    order = rules_order(features, scores, threshold, tiebreak)
-    if not order:
+    f = features
+    scores = rules_scores(f)
+    order = rules_order(f, scores, threshold, tiebreak)
+    if not order or f[order[0], _F["predicate_near"]] == 0:
         return [], scores
     best = order[0]
     chosen = [best] + [i for i in order[1:max_sentences] if scores[i] >= scores[best] - RULES_MARGIN]
-    return (chosen if features[best, _F["predicate_near"]] > 0 else []), scores
+    if f[best, _F["type_expected"]] and not f[chosen, _F["type_found"]].any() and max_sentences > 1:
+        # Asked "how many", the best says what happened but not how many: a sentence holding the number
+        # that says as much of what is asked tells the rest ("thousands of combat troops deployed").
+        typed = [i for i in order if f[i, _F["type_found"]] and f[i, _F["predicate_near"]] >= f[best, _F["predicate_near"]]]
+        chosen = [best, typed[0]] if typed else chosen
+    return chosen, scores
 
 
 def rules_order(features: np.ndarray, scores: np.ndarray, threshold: float,
@@ -443,6 +477,18 @@ class _OtherForms:
                 elif form and form <= terms:
                     extra.add(short)
         return terms | extra if extra else terms
+
+
+def _replaceable(names: list[str]) -> list[str]:
+    """The names another may stand in for: not numbers or dates (2016 is not 2015, nor September
+    October, however near their vectors)."""
+    return [n for n in names if not n.isdigit() and n not in MONTH_FORMS and n not in _WEEKDAYS]
+
+
+def _uses(text: str, name: str, analyzer: Analyzer) -> bool:
+    """Whether a sentence uses a name, in any of its forms ("North Korea’s" for "North Korea")."""
+    wanted = {canonical(w) for w in analyzer.words(name)}
+    return any(_same_name({canonical(w) for w in analyzer.words(p)}, wanted) for p in _PHRASE.findall(text))
 
 
 def _same_name(a: set[str], b: set[str]) -> bool:

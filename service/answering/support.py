@@ -26,11 +26,15 @@ Score = TypeVar("Score", float, np.ndarray)
 # Words that frame what kind of answer is asked for ("in which year", "what is X called", "what does
 # X stand for", "when was X born": a life is written as a span of dates) rather than what is asked
 # about the question's names: the answer need not repeat them. From SQuAD's tuning half, where they
-# were most of the predicate words that right answers did not hold.
+# were most of the predicate words that right answers did not hold; and the verbs that ask for what
+# was said ("what did Moscow state"), which a report of it seldom repeats ("say" is a stop word).
 FRAME_WORDS = frozenset(
     "name names named call called calls mean means meaning stand stands abbreviation acronym title titles "
     "year years date day month time job career profession occupation nationality located location known "
-    "term word type kind sort another born birth die died death".split())
+    "term word type kind sort another born birth die died death "
+    "state states stated declare declares declared announce announces announced claim claims claimed "
+    "describe describes described mention mentions mentioned report reports reported cite cites cited "
+    "tell tells told".split())
 
 
 def support(dense: Score, lexical: Score) -> Score:
