@@ -205,14 +205,19 @@ class QueryBatcher:
 
     def submit(self, text: str) -> Future[np.ndarray]:
         """The text's vector, soon: the caller can do other work while it is embedded."""
-        future: Future[np.ndarray] = Future()
+        return self.submit_all([text])[0]
+
+    def submit_all(self, texts: list[str]) -> list[Future[np.ndarray]]:
+        """Several texts' vectors, queued at once so that they share a batch (one by one, the worker
+        would take the first alone)."""
+        futures: list[Future[np.ndarray]] = [Future() for _ in texts]
         with self._ready:
-            self._pending.append((text, future))
+            self._pending.extend(zip(texts, futures))
             if self._worker is None:  # started on first use, never at import
                 self._worker = threading.Thread(target=self._run, name="query-embedder", daemon=True)
                 self._worker.start()
             self._ready.notify()
-        return future
+        return futures
 
     def _run(self) -> None:
         while True:

@@ -365,7 +365,7 @@ class Asker:
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         """Short texts embedded beside the questions (in their batches)."""
-        futures = [self.queries.submit(t) for t in texts]
+        futures = self.queries.submit_all(texts)
         return np.stack([f.result() for f in futures]) if futures else np.zeros((0, 1), np.float32)
 
     def validate(self, question: str, top_k: int, filters: Filters | None) -> None:

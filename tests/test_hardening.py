@@ -88,6 +88,26 @@ def test_one_failing_question_does_not_fail_its_batch() -> None:
         np.testing.assert_allclose(future.result(5), HashEmbedder().embed([text])[0])
 
 
+class Counting(HashEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def embed(self, texts: Sequence[str], progress: object = None) -> np.ndarray:
+        self.batches.append(len(texts))
+        return super().embed(texts)
+
+
+def test_texts_submitted_together_are_embedded_in_one_batch() -> None:
+    # The answerer's names and words for one question: one model call, not one for the first and
+    # another for the rest (each call costs milliseconds however short its texts).
+    embedder = Counting()
+    futures = QueryBatcher(embedder).submit_all(["North Korea", "Pyongyang", "Russia", "Moscow"])
+    vectors = [f.result(5) for f in futures]
+    assert embedder.batches == [4]
+    np.testing.assert_allclose(vectors[1], HashEmbedder().embed(["Pyongyang"])[0])
+
+
 @pytest.fixture
 def own_client(tmp_path: Path, corpus_dir: Path) -> Iterator[TestClient]:
     """A server over a corpus copy of this test's own (uploads land in its folder)."""

@@ -57,9 +57,6 @@ PREDICATE_NEAR = 0.55
 _LOWER_WORD = re.compile(r"\b[a-z][a-z-]{2,}\b")
 # Names of a document's retrieved sentences compared with a question's missing name, at most.
 MAX_PHRASES = 24
-# Documents lacking a name that the rules match names for by meaning when no sentence could answer
-# without it, at most: the one whose sentence would score best with it.
-MAX_STAND_IN_DOCUMENTS = 1
 # A capitalised phrase of a sentence ("North Korea", "Pyongyang"), for matching names by meaning.
 _PHRASE = re.compile(r"\b[A-Z][\w’'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w’'-]*)*")
 
@@ -204,27 +201,16 @@ class ExtractiveAnswerer:
             out.append(Candidate(x.source, x.start, x.end, text, rank, features))
         table = np.stack([c.features for c in out])
         # Names and words matched by meaning cost embedding calls: made only for documents lacking one
-        # of the question's names (under the rules only for those with a sentence over the threshold,
-        # and, when nothing could answer otherwise, the one whose sentence would score best were the names
-        # there), and for the sentence the rules would quote first when it holds none of the question's
-        # predicate.
+        # of the question's names (under the rules only where it could change the answer, see _scope),
+        # and for the sentence the rules would quote first when it holds none of the question's predicate.
         threshold = RULES_THRESHOLD if self.learned else self.threshold
         sentence_stems = [found[r][6] for r in rows]
-        supported = rules_scores(table)
-        could = np.ones(len(out), bool) if self.learned else supported >= threshold
-        if not self.learned and not rules_allow(table, supported, threshold).any():
-            replaceable = [_replaceable(absent[c.source]) for c in out]
-            whole = table.copy()  # as if each document held the names it lacks
-            whole[:, _F["lexical"]] = [vocabulary.coverage(t.union(*(name_terms[n] for n in r)))[0] if r
-                                       else f[_F["lexical"]] for r, t, f in zip(replaceable, sentence_stems, table)]
-            potential = rules_scores(whole)
-            best: dict[str, int] = {}  # per document lacking a name, its best sentence were the name there
-            for i in np.argsort(-potential, kind="stable"):
-                if potential[i] >= threshold and replaceable[i]:
-                    best.setdefault(out[i].source, int(i))
-            could[list(best.values())[:MAX_STAND_IN_DOCUMENTS]] = True
-        near, stood = self._names_near(names, {c.source: absent[c.source] for c, ok in zip(out, could) if ok},
-                                       [(c.source, c.text) for c in out])
+        scope = (np.ones(len(out), bool) if self.learned else
+                 self._scope(out, table, threshold, [_replaceable(absent[c.source]) for c in out],
+                             [t.union(*(name_terms[n] for n in _replaceable(absent[c.source])))
+                              for c, t in zip(out, sentence_stems)], vocabulary))
+        near, stood = self._names_near(names, {c.source: absent[c.source] for c, ok in zip(out, scope) if ok},
+                                       [(c.source, c.text) for c, ok in zip(out, scope) if ok])
         for c, row, t in zip(out, table, sentence_stems):
             if c.source in near or row[_F["names_doc"]] == 1.0:
                 row[_F["names_near"]] = near.get(c.source, 1.0)
@@ -244,6 +230,25 @@ class ExtractiveAnswerer:
                   for c, row, z in zip(out, table, logits)]
         ranked.sort(key=lambda c: (-c.logit, c.passage_rank, c.source, c.start))
         return ranked
+
+    @staticmethod
+    def _scope(out: list[Candidate], table: np.ndarray, threshold: float, replaceable: list[list[str]],
+               completed: list[frozenset[str]], vocabulary: Vocabulary) -> np.ndarray:
+        """Under the rules, the sentences whose documents get names matched by meaning, their names
+        compared: every sentence of a document with one over the threshold; and, when none could
+        answer otherwise, of the one document whose sentence would score best were the names it
+        lacks there (``completed``: each sentence's stems with them), the sentences that then could."""
+        supported = rules_scores(table)
+        docs = {c.source for c, score in zip(out, supported) if score >= threshold}
+        scope = np.array([c.source in docs for c in out])
+        if rules_allow(table, supported, threshold).any():
+            return scope
+        whole = table.copy()
+        whole[:, _F["lexical"]] = [vocabulary.coverage(t)[0] for t in completed]
+        potential = rules_scores(whole)
+        widened = [out[i].source for i in np.argsort(-potential, kind="stable")
+                   if potential[i] >= threshold and replaceable[i] and out[i].source not in docs][:1]
+        return scope | np.array([c.source in widened and p >= threshold for c, p in zip(out, potential)])
 
     def _forms(self, index: SearchIndex, sources: set[str]) -> dict[str, list[list[str]]]:
         """The long forms of the acronyms the retrieved documents define, as words: "prc" ->
