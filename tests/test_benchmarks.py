@@ -63,7 +63,8 @@ def test_squad_slice_finds_paragraphs_and_quotes_answers(tmp_path: Path) -> None
     accuracy = statistics.mean(contains_answer(r[0], q.answers) for r, q in zip(results, data.queries))
     median_chars = statistics.median(len(r[0]) for r in results)
     assert hit1 >= 0.85, hit1
-    # 0.72 before the rules refused a best sentence saying nothing of what is asked (near misses): 0.69.
+    # 0.72 before the rules refused a best sentence saying nothing of what is asked (near misses): 0.69;
+    # 0.68 since names standing in and sentences pointing back count in the score (tuning half: +0.015).
     assert accuracy >= 0.67, accuracy
     assert median_chars <= 250, median_chars
 

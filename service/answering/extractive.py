@@ -60,6 +60,7 @@ MAX_PHRASES = 24
 # A capitalised phrase of a sentence ("North Korea", "Pyongyang"), for matching names by meaning.
 _PHRASE = re.compile(r"\b[A-Z][\w’'-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w’'-]*)*")
 
+_ANAPHOR = re.compile(r"\W*(?:this|these|that|those|it|its|they|their|he|his|she|her|such)\b", re.I)
 _WEEKDAYS = frozenset("monday tuesday wednesday thursday friday saturday sunday".split())
 _MONTHS = "|".join(sorted(MONTH_FORMS, key=len, reverse=True))  # longest first: "september" before "sep"
 _DATE = re.compile(
@@ -159,6 +160,10 @@ class ExtractiveAnswerer:
             texts = [hit.chunk.span(x.start, x.end) for x in inside]
             own = [index.sentence_terms(t) for t in texts]
             stems = [other.add(t) for t in own]
+            # "This increases the threat": a sentence opening on a word that points back is about what the
+            # sentence before it says (on SQuAD's tuning half, +0.015 answered correctly; its names alone
+            # gave +0.008, half its terms +0.009).
+            stems = [t | stems[i - 1] if i and _ANAPHOR.match(texts[i]) else t for i, t in enumerate(stems)]
             covered = [vocabulary.coverage(t) for t in stems]
             passage = vocabulary.coverage(other.add(index.sentence_terms(hit.chunk.text)))[0]
             for i, x in enumerate(inside):
@@ -207,8 +212,7 @@ class ExtractiveAnswerer:
         sentence_stems = [found[r][6] for r in rows]
         scope = (np.ones(len(out), bool) if self.learned else
                  self._scope(out, table, threshold, [_replaceable(absent[c.source]) for c in out],
-                             [t.union(*(name_terms[n] for n in _replaceable(absent[c.source])))
-                              for c, t in zip(out, sentence_stems)], vocabulary))
+                             sentence_stems, name_terms, vocabulary))
         near, stood = self._names_near(names, {c.source: absent[c.source] for c, ok in zip(out, scope) if ok},
                                        [(c.source, c.text) for c, ok in zip(out, scope) if ok])
         for c, row, t in zip(out, table, sentence_stems):
@@ -233,18 +237,20 @@ class ExtractiveAnswerer:
 
     @staticmethod
     def _scope(out: list[Candidate], table: np.ndarray, threshold: float, replaceable: list[list[str]],
-               completed: list[frozenset[str]], vocabulary: Vocabulary) -> np.ndarray:
+               stems: list[frozenset[str]], name_terms: dict[str, frozenset[str]], vocabulary: Vocabulary,
+               ) -> np.ndarray:
         """Under the rules, the sentences whose documents get names matched by meaning, their names
         compared: every sentence of a document with one over the threshold; and, when none could
-        answer otherwise, of the one document whose sentence would score best were the names it
-        lacks there (``completed``: each sentence's stems with them), the sentences that then could."""
+        answer otherwise, of the one document whose sentence would score best were the names it lacks
+        (``replaceable``, per sentence) there, the sentences that then could."""
         supported = rules_scores(table)
         docs = {c.source for c, score in zip(out, supported) if score >= threshold}
         scope = np.array([c.source in docs for c in out])
         if rules_allow(table, supported, threshold).any():
             return scope
         whole = table.copy()
-        whole[:, _F["lexical"]] = [vocabulary.coverage(t)[0] for t in completed]
+        whole[:, _F["lexical"]] = [vocabulary.coverage(t.union(*(name_terms[n] for n in r)))[0]
+                                   for t, r in zip(stems, replaceable)]
         potential = rules_scores(whole)
         widened = [out[i].source for i in np.argsort(-potential, kind="stable")
                    if potential[i] >= threshold and replaceable[i] and out[i].source not in docs][:1]
