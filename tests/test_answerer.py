@@ -149,6 +149,12 @@ def test_a_sentence_using_the_name_that_stands_in_answers_for_it(engine: Engine,
     assert all(c.source == "000_ebf57527fa8dd4ca.txt" for c in answer.citations)
 
 
+def test_a_sentence_pointing_back_is_read_with_the_one_before_it(engine: Engine) -> None:
+    # "This increases the threat ..." follows the sentence on the PRC's support for Russia's war.
+    answer = engine.ask("What does China's support for Russia increase?")
+    assert answer.answerable and "This increases the threat" in answer.answer
+
+
 def test_a_sentence_using_an_acronym_holds_the_name_it_stands_for(engine: Engine) -> None:
     question = "What has China become for Russia's war?"
     found = engine.asker.retrieve(question, 5, None)
