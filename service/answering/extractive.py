@@ -187,7 +187,7 @@ class ExtractiveAnswerer:
         # Per document, not per sentence: a name a document lacks costs a scan of its words.
         absent = {source: [n for n in names if not index.refers(source, n, forms)]
                   for source in {x.source for x in sentences.values()}}
-        in_doc = {source: (len(names) - len(a)) / len(names) if names else 1.0 for source, a in absent.items()}
+        in_doc = {source: _share([n not in a for n in names]) for source, a in absent.items()}
         for row, cos, (lexical, specific) in zip(rows, dense.tolist(), coverage):
             x, (rank, score, text, passage, neighbour, _, terms, own_terms) = sentences[row], found[row]
             words = {canonical(w) for w in self.analyzer.words(text)}
@@ -210,10 +210,12 @@ class ExtractiveAnswerer:
         # and for the sentence the rules would quote first when it holds none of the question's predicate.
         threshold = RULES_THRESHOLD if self.learned else self.threshold
         sentence_stems = [found[r][6] for r in rows]
+        replaceable = {source: _replaceable(a) for source, a in absent.items()}  # per document, once
         scope = (np.ones(len(out), bool) if self.learned else
-                 self._scope(out, table, threshold, [_replaceable(absent[c.source]) for c in out],
+                 self._scope(out, table, threshold, [replaceable[c.source] for c in out],
                              sentence_stems, name_terms, vocabulary))
-        near, stood = self._names_near(names, {c.source: absent[c.source] for c, ok in zip(out, scope) if ok},
+        in_scope = {c.source for c, ok in zip(out, scope) if ok}
+        near, stood = self._names_near(names, {s: (absent[s], replaceable[s]) for s in in_scope},
                                        [(c.source, c.text) for c, ok in zip(out, scope) if ok])
         for c, row, t in zip(out, table, sentence_stems):
             if c.source in near or row[_F["names_doc"]] == 1.0:
@@ -249,8 +251,8 @@ class ExtractiveAnswerer:
         if rules_allow(table, supported, threshold).any():
             return scope
         whole = table.copy()
-        whole[:, _F["lexical"]] = [vocabulary.coverage(t.union(*(name_terms[n] for n in r)))[0]
-                                   for t, r in zip(stems, replaceable)]
+        whole[:, _F["lexical"]] = [vocabulary.coverage(t.union(*(name_terms[n] for n in r)))[0] if r
+                                   else f[_F["lexical"]] for t, r, f in zip(stems, replaceable, table)]
         potential = rules_scores(whole)
         widened = [out[i].source for i in np.argsort(-potential, kind="stable")
                    if potential[i] >= threshold and replaceable[i] and out[i].source not in docs][:1]
@@ -266,16 +268,17 @@ class ExtractiveAnswerer:
                 forms.setdefault(short.lower(), []).append(words)
         return forms
 
-    def _names_near(self, names: list[str], missing: dict[str, list[str]], sentences: list[tuple[str, str]],
-                    ) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
-        """Per document of ``missing`` (source -> the question's names it lacks): the share of the
-        names it accounts for, a missing name counting when a name of the document's retrieved
-        ``sentences`` stands in for it (Pyongyang ~ North Korea); and which name stands in for which.
-        Documents that mention every name are absent (1.0)."""
-        missing = {s: m for s, m in missing.items() if _replaceable(m)}
+    def _names_near(self, names: list[str], missing: dict[str, tuple[list[str], list[str]]],
+                    sentences: list[tuple[str, str]]) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
+        """Per document of ``missing`` (source -> the question's names it lacks, and those of them
+        another may stand in for): the share of the names it accounts for, a missing name counting
+        when a name of the document's retrieved ``sentences`` stands in for it (Pyongyang ~ North
+        Korea); and which name stands in for which. Documents that mention every name, or lack only
+        numbers and dates, are absent (their share is as counted)."""
+        missing = {s: m for s, m in missing.items() if m[1]}
         if not missing:
             return {}, {}
-        wanted = sorted({n for m in missing.values() for n in _replaceable(m)})
+        wanted = sorted({n for _, standable in missing.values() for n in standable})
         # In retrieval's order, so the cap keeps the names of the best passages.
         phrases = {s: list(dict.fromkeys(p for src, text in sentences if src == s for p in _PHRASE.findall(text)))
                    [:MAX_PHRASES] for s in missing}
@@ -283,8 +286,8 @@ class ExtractiveAnswerer:
         of = self._vectors_of(wanted + pool)
         words = {p: {canonical(w) for w in self.analyzer.words(p)} for p in pool}
         share, stood = {}, {}
-        for source, absent in missing.items():
-            found = {n: p for n in _replaceable(absent)
+        for source, (absent, standable) in missing.items():
+            found = {n: p for n in standable
                      if (p := self._stand_in([(float(of[n] @ of[p]), p) for p in phrases[source]], words))}
             share[source] = (len(names) - len(absent) + len(found)) / len(names)
             stood[source] = found
